@@ -7,8 +7,6 @@ leave the process group dead, with its log attached to the failure when somethin
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -20,49 +18,25 @@ import rclpy
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 
+from mirage_ros.ros.launcher import NodeProcess
+
 REPO = Path(__file__).resolve().parents[1]
 
 
-class NodeProcess:
-    """A Python module's main() run as a ROS node in its own process group."""
+class LoggedNode(NodeProcess):
+    """A NodeProcess whose output goes to a file the test can read."""
 
-    def __init__(self, module: str, ros_args: Sequence[str] = (), env: dict | None = None):
+    def __init__(self, module: str, ros_args: Sequence[str] = ()) -> None:
         self._log = tempfile.NamedTemporaryFile(prefix="node-", suffix=".log", delete=False)
-        full_env = os.environ.copy()
-        full_env["PYTHONPATH"] = os.pathsep.join(
-            [str(REPO), *filter(None, [full_env.get("PYTHONPATH")])])
-        full_env["PYTHONUNBUFFERED"] = "1"
-        full_env.update(env or {})
-        cmd = [sys.executable, "-m", module]
-        if ros_args:
-            cmd += ["--ros-args", *ros_args]
-        self.proc = subprocess.Popen(
-            cmd, cwd=REPO, env=full_env, stdout=self._log, stderr=subprocess.STDOUT,
-            start_new_session=True)
+        super().__init__(module, ros_args, output=self._log)
 
     def log(self) -> str:
         return Path(self._log.name).read_text(errors="replace")
 
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def stop(self, timeout: float = 10.0) -> int:
-        """SIGINT to the whole group (what Ctrl-C does), SIGKILL if it does not exit in time."""
-        if self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGINT)
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-            except ProcessLookupError:
-                pass
-        return self.proc.returncode
-
 
 @contextmanager
-def node_process(module: str, ros_args: Sequence[str] = ()) -> Iterator[NodeProcess]:
-    proc = NodeProcess(module, ros_args)
+def node_process(module: str, ros_args: Sequence[str] = ()) -> Iterator[LoggedNode]:
+    proc = LoggedNode(module, ros_args)
     try:
         yield proc
     except BaseException:

@@ -8,8 +8,22 @@ import numpy as np
 from builtin_interfaces.msg import Duration
 from nav_msgs.msg import Path
 
+from mirage_ros.action import ScorePaths
 from mirage_ros.msg import PathCritics
 from mirage_ros.rollout import CandidatePath, ScoreTable
+
+ERROR_CODES = (
+    "SUCCESS", "INVALID_INPUT", "NO_MEMORY", "TRANSFORM_ERROR", "CANCELED", "PREEMPTED",
+    "INTERNAL_ERROR",
+)
+
+
+def error_code_name(code: int) -> str:
+    """ScorePaths result code -> its constant's name, for logs and CLIs."""
+    for name in ERROR_CODES:
+        if getattr(ScorePaths.Result, name) == code:
+            return name
+    return f"UNKNOWN({code})"
 
 
 def path_from_msg(msg: Path, default_frame: str) -> CandidatePath:
