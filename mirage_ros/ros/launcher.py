@@ -35,6 +35,7 @@ class NodeProcess:
             full_env["PYTHONPATH"] = os.pathsep.join(
                 [str(SOURCE_ROOT), *filter(None, [full_env.get("PYTHONPATH")])])
         full_env["PYTHONUNBUFFERED"] = "1"
+        full_env.setdefault("RCUTILS_LOGGING_BUFFERED_STREAM", "0")  # logs in order with ours
         full_env.update(env or {})
         cmd = [sys.executable, "-m", module]
         if ros_args:
