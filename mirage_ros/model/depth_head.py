@@ -1,0 +1,68 @@
+"""Latent -> metric depth, so imagined frames can enter the per-path overlays without decoding.
+
+Predicts log-depth (depth spans centimetres to tens of metres and errors matter relatively) at
+latent resolution for the memory, and at pixel resolution for previews. Depth is z along the
+optical axis, in metres, like everywhere else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+from mirage_ros.model.autoencoder import ResBlock, _norm
+
+
+@dataclass(frozen=True)
+class DepthHeadConfig:
+    latent_channels: int = 16
+    width: int = 128
+    blocks: int = 3
+    upsample_widths: tuple[int, ...] = (64, 48, 32)  # pixel branch: one stage per factor 2
+    min_depth: float = 0.05
+    max_depth: float = 50.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> DepthHeadConfig:
+        return cls(**{**d, "upsample_widths": tuple(d["upsample_widths"])})
+
+
+class LatentDepthHead(nn.Module):
+    """forward(z [B,C,h,w] normalised latents) -> (depth [B,h,w], depth_pixels [B,8h,8w])."""
+
+    def __init__(self, cfg: DepthHeadConfig | None = None) -> None:
+        super().__init__()
+        self.cfg = cfg = cfg or DepthHeadConfig()
+        self.trunk = nn.Sequential(
+            nn.Conv2d(cfg.latent_channels, cfg.width, 3, padding=1),
+            *[ResBlock(cfg.width) for _ in range(cfg.blocks)],
+        )
+        self.cell_out = nn.Sequential(_norm(cfg.width), nn.SiLU(), nn.Conv2d(cfg.width, 1, 1))
+        layers: list[nn.Module] = []
+        ch = cfg.width
+        for w in cfg.upsample_widths:
+            layers += [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(ch, w, 3, padding=1),
+                       ResBlock(w)]
+            ch = w
+        layers += [_norm(ch), nn.SiLU(), nn.Conv2d(ch, 1, 3, padding=1)]
+        self.pixel_out = nn.Sequential(*layers)
+
+    def _to_depth(self, log_depth: torch.Tensor) -> torch.Tensor:
+        return log_depth.squeeze(1).exp().clamp(self.cfg.min_depth, self.cfg.max_depth)
+
+    def forward_log(self, z: torch.Tensor, pixels: bool = True):
+        """Log-depth maps (for the loss): ([B,h,w], [B,8h,8w] or None)."""
+        h = self.trunk(z)
+        cell = self.cell_out(h).squeeze(1)
+        pix = self.pixel_out(h).squeeze(1) if pixels else None
+        return cell, pix
+
+    def forward(self, z: torch.Tensor, pixels: bool = False):
+        h = self.trunk(z)
+        cell = self._to_depth(self.cell_out(h))
+        return (cell, self._to_depth(self.pixel_out(h))) if pixels else (cell, None)

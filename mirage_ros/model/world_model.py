@@ -1,0 +1,174 @@
+"""The world model as the rest of the package sees it: encode, decode, depth, imagine.
+
+Bundles the autoencoder, the latent depth head and the memory-conditioned DiT with the latent
+statistics that normalise latents for the diffusion model, and builds the DiT's conditioning
+from a memory read, the previous latent and the relative camera motion. Latents outside this
+class (in the memory, in the rollout) are always *raw* encoder outputs.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from mirage_ros.geometry import invert, plucker_rays
+from mirage_ros.model.autoencoder import Autoencoder, AutoencoderConfig
+from mirage_ros.model.checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    module_tensors,
+    part,
+    save_checkpoint,
+)
+from mirage_ros.model.depth_head import DepthHeadConfig, LatentDepthHead
+from mirage_ros.model.dit import DiTConfig, MemoryDiT
+from mirage_ros.model.flow import euler_sample
+
+DEFAULT_WEIGHTS = Path(__file__).resolve().parent / "weights" / "world_model.safetensors"
+
+# log-depth features are centred near 1 m..10 m indoor ranges: (log d - 1) lands in about [-2, 2].
+LOG_DEPTH_OFFSET = 1.0
+
+
+class WorldModel(nn.Module):
+    def __init__(
+        self,
+        ae: AutoencoderConfig | None = None,
+        depth: DepthHeadConfig | None = None,
+        dit: DiTConfig | None = None,
+    ) -> None:
+        super().__init__()
+        ae = ae or AutoencoderConfig()
+        depth = depth or DepthHeadConfig(latent_channels=ae.latent_channels)
+        dit = dit or DiTConfig(latent_channels=ae.latent_channels)
+        if not ae.latent_channels == depth.latent_channels == dit.latent_channels:
+            raise ValueError("autoencoder, depth head and DiT disagree on latent channels")
+        self.autoencoder = Autoencoder(ae)
+        self.depth_head = LatentDepthHead(depth)
+        self.dit = MemoryDiT(dit)
+        c = ae.latent_channels
+        self.register_buffer("latent_mean", torch.zeros(c))
+        self.register_buffer("latent_std", torch.ones(c))
+        self.notes: dict[str, str] = {"trained": "no"}
+
+    @property
+    def latent_channels(self) -> int:
+        return self.autoencoder.cfg.latent_channels
+
+    @property
+    def downsampling(self) -> int:
+        return self.autoencoder.cfg.downsampling
+
+    # ------------------------------------------------------------------ latents
+
+    def normalize(self, z: torch.Tensor) -> torch.Tensor:
+        return (z - self.latent_mean[:, None, None]) / self.latent_std[:, None, None]
+
+    def denormalize(self, z: torch.Tensor) -> torch.Tensor:
+        return z * self.latent_std[:, None, None] + self.latent_mean[:, None, None]
+
+    @torch.no_grad()
+    def encode(self, rgb: torch.Tensor) -> torch.Tensor:
+        """[B,H,W,3] uint8 or [B,3,H,W] float in [0,1] -> raw latents [B,C,H/8,W/8]."""
+        if rgb.dtype == torch.uint8:
+            rgb = rgb.permute(0, 3, 1, 2).float() / 255.0
+        return self.autoencoder.encode(rgb)
+
+    @torch.no_grad()
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Raw latents -> [B,3,H,W] float in [0,1]."""
+        return self.autoencoder.decode(z)
+
+    @torch.no_grad()
+    def depth(self, z: torch.Tensor, pixels: bool = False):
+        """Raw latents -> (depth [B,h,w] metres, depth [B,H,W] metres or None)."""
+        return self.depth_head(self.normalize(z), pixels=pixels)
+
+    # ------------------------------------------------------------------ imagination
+
+    def condition(
+        self,
+        memory_latent: torch.Tensor,
+        memory_depth: torch.Tensor,
+        memory_mask: torch.Tensor,
+        previous_latent: torch.Tensor,
+        rays: torch.Tensor,
+    ) -> torch.Tensor:
+        """Stack the DiT conditioning [B, 2C+8, h, w] from raw latents and metric depth."""
+        mask = memory_mask.float()
+        mem = self.normalize(memory_latent) * mask[:, None]
+        log_d = torch.where(
+            memory_mask, memory_depth.clamp_min(1e-3).log() - LOG_DEPTH_OFFSET,
+            torch.zeros_like(memory_depth))
+        prev = self.normalize(previous_latent)
+        return torch.cat([mem, log_d[:, None], mask[:, None], prev, rays.float()], dim=1)
+
+    @torch.no_grad()
+    def imagine(
+        self, cond: torch.Tensor, steps: int = 2, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """Sample the target latent (raw) given the conditioning, in `steps` Euler steps."""
+        b, _, h, w = cond.shape
+        noise = torch.randn(
+            (b, self.latent_channels, h, w), generator=generator, device=cond.device)
+        z = euler_sample(lambda x, t: self.dit(x, t, cond), noise, steps)
+        return self.denormalize(z)
+
+    # ------------------------------------------------------------------ persistence
+
+    def save(self, path: str | os.PathLike, dtype: torch.dtype = torch.float16) -> None:
+        tensors = {
+            **module_tensors("autoencoder", self.autoencoder, dtype),
+            **module_tensors("depth_head", self.depth_head, dtype),
+            **module_tensors("dit", self.dit, dtype),
+            # statistics stay float32: they rescale every latent
+            "stats.latent_mean": self.latent_mean.float(),
+            "stats.latent_std": self.latent_std.float(),
+        }
+        configs = {
+            "autoencoder": self.autoencoder.cfg.to_dict(),
+            "depth_head": self.depth_head.cfg.to_dict(),
+            "dit": self.dit.cfg.to_dict(),
+        }
+        save_checkpoint(path, tensors, configs, self.notes)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, device: str | torch.device = "cpu") -> WorldModel:
+        tensors, configs, notes = load_checkpoint(path)
+        try:
+            model = cls(
+                AutoencoderConfig.from_dict(configs["autoencoder"]),
+                DepthHeadConfig.from_dict(configs["depth_head"]),
+                DiTConfig.from_dict(configs["dit"]),
+            )
+            for name, module in (("autoencoder", model.autoencoder),
+                                 ("depth_head", model.depth_head), ("dit", model.dit)):
+                state = {k: v.float() for k, v in part(tensors, name).items()}
+                module.load_state_dict(state, strict=True)
+            model.latent_mean.copy_(tensors["stats.latent_mean"])
+            model.latent_std.copy_(tensors["stats.latent_std"])
+        except (KeyError, TypeError, RuntimeError) as err:
+            raise CheckpointError(f"{path} does not match the model definition: {err}") from err
+        model.notes = notes
+        return model.to(device).eval()
+
+    @classmethod
+    def default(cls, device: str | torch.device = "cpu") -> WorldModel:
+        """The weights shipped inside the package."""
+        if not DEFAULT_WEIGHTS.exists():
+            raise FileNotFoundError(
+                f"no embedded weights at {DEFAULT_WEIGHTS}; train them with "
+                "`python -m mirage_ros.train.world_model` or pass a checkpoint path")
+        return cls.load(DEFAULT_WEIGHTS, device)
+
+
+def relative_rays(
+    K_latent: np.ndarray, previous_cam_to_map: np.ndarray, target_cam_to_map: np.ndarray, hw
+) -> torch.Tensor:
+    """Plücker rays [B,6,h,w] of each target camera in its previous camera's frame."""
+    rel = invert(previous_cam_to_map) @ target_cam_to_map
+    return torch.from_numpy(plucker_rays(K_latent, rel, hw[0], hw[1])).float()
