@@ -40,6 +40,6 @@ def generate_launch_description() -> LaunchDescription:
                 params_file,
                 {"use_sim_time": ParameterValue(use_sim_time, value_type=bool)},
             ],
-            arguments=["--ros-args", "--log-level", log_level],
+            ros_arguments=["--log-level", log_level],
         ),
     ])
