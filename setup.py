@@ -134,6 +134,9 @@ setup(
         "transforms3d>=0.4",
         "safetensors>=0.4",
         "torch>=2.4",
+        "mujoco>=3.2",
+        "rosbags>=0.10",
+        "tqdm",
     ],
     cmdclass={
         "build_cmake": BuildCMake,

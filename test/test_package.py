@@ -20,12 +20,17 @@ def _flatten(tree: dict, prefix: str = "") -> dict:
     return out
 
 
-def test_config_file_matches_node_defaults():
-    from mirage_ros.ros.mirage_node import DEFAULTS, DESCRIPTIONS
+@pytest.mark.parametrize("config, module", [
+    ("mirage.yaml", "mirage_ros.ros.mirage_node"),
+    ("sim.yaml", "mirage_ros.ros.sim_node"),
+])
+def test_config_file_matches_node_defaults(config, module):
+    import importlib
 
-    params = yaml.safe_load((REPO / "config" / "mirage.yaml").read_text())
-    assert _flatten(params["/**"]["ros__parameters"]) == DEFAULTS
-    assert DESCRIPTIONS.keys() == DEFAULTS.keys()
+    node = importlib.import_module(module)
+    params = yaml.safe_load((REPO / "config" / config).read_text())
+    assert _flatten(params["/**"]["ros__parameters"]) == node.DEFAULTS
+    assert node.DESCRIPTIONS.keys() == node.DEFAULTS.keys()
 
 
 def test_ruff_is_clean():
@@ -74,13 +79,19 @@ def test_launch_file_describes_the_node():
     from launch import LaunchDescription
     from launch.actions import DeclareLaunchArgument
 
-    spec = importlib.util.spec_from_file_location("m", REPO / "launch" / "mirage.launch.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    try:
-        desc = module.generate_launch_description()
-    except LookupError:  # package not installed in a sourced workspace
-        pytest.skip("mirage_ros is not in the ament index of this environment")
-    assert isinstance(desc, LaunchDescription)
-    args = {e.name for e in desc.entities if isinstance(e, DeclareLaunchArgument)}
-    assert args >= {"namespace", "use_sim_time", "params_file", "log_level"}
+    expected = {
+        "mirage.launch.py": {"namespace", "use_sim_time", "params_file", "log_level"},
+        "sim.launch.py": {"namespace", "scene_seed", "sim_params_file", "params_file",
+                          "log_level"},
+    }
+    for name, args in expected.items():
+        spec = importlib.util.spec_from_file_location("m", REPO / "launch" / name)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        try:
+            desc = module.generate_launch_description()
+        except LookupError:  # package not installed in a sourced workspace
+            pytest.skip("mirage_ros is not in the ament index of this environment")
+        assert isinstance(desc, LaunchDescription)
+        declared = {e.name for e in desc.entities if isinstance(e, DeclareLaunchArgument)}
+        assert declared >= args, name

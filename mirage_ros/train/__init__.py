@@ -1,0 +1,32 @@
+"""Training data for mirage_ros: the episode format (simulated or imported from rosbag2) and its
+readers. Importing this package needs numpy only; torch and rosbags are imported where used."""
+
+from mirage_ros.train.episodes import (
+    FORMAT_VERSION,
+    SPLITS,
+    Episode,
+    EpisodeReader,
+    EpisodeRef,
+    WindowDataset,
+    depth_from_mm,
+    depth_to_mm,
+    read_shard_meta,
+    split_of_seed,
+    write_index,
+    write_shard,
+)
+
+__all__ = [
+    "FORMAT_VERSION",
+    "SPLITS",
+    "Episode",
+    "EpisodeReader",
+    "EpisodeRef",
+    "WindowDataset",
+    "depth_from_mm",
+    "depth_to_mm",
+    "read_shard_meta",
+    "split_of_seed",
+    "write_index",
+    "write_shard",
+]
