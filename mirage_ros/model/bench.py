@@ -20,7 +20,7 @@ import torch
 
 from mirage_ros.memory import LatentMemory
 from mirage_ros.model import WorldModel
-from mirage_ros.model.world_model import relative_rays
+from mirage_ros.rollout.imagination import imagine_paths
 
 
 def _sync(device: torch.device) -> None:
@@ -55,37 +55,6 @@ def build_scene(model: WorldModel, device: torch.device, frames: int, paths: int
     return bank, latents[-1:], K, (h, w), path_cams
 
 
-@torch.no_grad()
-def rollout(model: WorldModel, bank: LatentMemory, last: torch.Tensor, K: np.ndarray, hw,
-            path_cams: np.ndarray, sampler_steps: int, gen: torch.Generator,
-            timings: dict[str, float]) -> torch.Tensor:
-    device = last.device
-    n, t1 = path_cams.shape[:2]
-    Kt = torch.from_numpy(K).float().to(device)
-    overlay = bank.overlay(n)
-    prev = last.expand(n, -1, -1, -1)
-    poses = torch.from_numpy(path_cams).float().to(device)
-
-    def timed(name, fn):
-        _sync(device)
-        t0 = time.perf_counter()
-        out = fn()
-        _sync(device)
-        timings[name] = timings.get(name, 0.0) + time.perf_counter() - t0
-        return out
-
-    for s in range(1, t1):
-        view = timed("memory read", lambda s=s: overlay.read(poses[:, s], Kt, hw))
-        rays = timed("rays + conditioning", lambda s=s, v=view, p=prev: model.condition(
-            v.latent, v.depth, v.mask, p,
-            relative_rays(K, path_cams[:, s - 1], path_cams[:, s], hw).to(device)))
-        prev = timed("DiT sampling", lambda c=rays: model.imagine(c, sampler_steps, gen))
-        depth = timed("depth head", lambda p=prev: model.depth(p)[0])
-        timed("overlay write", lambda s=s, p=prev, d=depth: overlay.write(
-            p, d, Kt, poses[:, s], float(s)))
-    return prev
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--checkpoint", help="default: the weights shipped in the package")
@@ -101,17 +70,22 @@ def main(argv: list[str] | None = None) -> int:
              else WorldModel.default(device))
     bank, last, K, hw, cams = build_scene(model, device, args.memory_frames, args.paths,
                                           args.horizon)
+
+    def rollout(steps: int, timings: dict[str, float] | None) -> None:
+        imagine_paths(model, bank, last, K, cams, sampler_steps=steps, generator=gen,
+                      timings=timings)
+
     print(f"device {device} ({torch.get_num_threads()} threads), bank {len(bank)} voxels, "
           f"{args.paths} paths x {args.horizon} steps, latent {hw}")
     gen = torch.Generator(device=device).manual_seed(0)
     for steps in args.sampler_steps:
-        rollout(model, bank, last, K, hw, cams, steps, gen, {})  # warm-up
+        rollout(steps, None)  # warm-up
         totals, parts = [], []
         for _ in range(args.repeats):
             timings: dict[str, float] = {}
             _sync(device)
             t0 = time.perf_counter()
-            rollout(model, bank, last, K, hw, cams, steps, gen, timings)
+            rollout(steps, timings)
             _sync(device)
             totals.append(time.perf_counter() - t0)
             parts.append(timings)
