@@ -1,0 +1,229 @@
+"""Save and load a memory as safetensors: no pickle anywhere, verified before anything is trusted.
+
+File layout: the safetensors tensors ``keys`` (int64 [N]), ``position`` (f32 [N,3]), ``latent``
+(f32 [N,C]), ``weight`` (f32 [N]), ``stamp`` (f64 [N]), ``anchor`` (f64 [3]) and ``now``
+(f64 [1]), and string metadata: ``format``, ``version``, ``channels``, ``voxel_size``,
+``capacity``, ``count``, ``has_anchor``, ``has_now``, ``config`` (JSON of every option) and
+``checksum``. The checksum is the sha256 of the canonical JSON of the other metadata followed by,
+for each tensor in name order, its name, dtype, shape and raw bytes: flipping a bit anywhere,
+truncating the file or editing a metadata field is detected.
+
+Saves are atomic: the bytes go to a temporary file in the target's directory, are fsynced, and
+``os.replace`` swaps it in (then the directory is fsynced), so a crash leaves either the old file
+or the new one, never a torn one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import math
+import os
+import tempfile
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+
+FORMAT_NAME = "mirage_ros.latent_memory"
+FORMAT_VERSION = 1
+
+_TENSOR_SPECS = {
+    "keys": torch.int64,
+    "position": torch.float32,
+    "latent": torch.float32,
+    "weight": torch.float32,
+    "stamp": torch.float64,
+    "anchor": torch.float64,
+    "now": torch.float64,
+}
+
+
+class MemoryFormatError(ValueError):
+    """A memory file is corrupt, truncated, tampered with, or of an unsupported version."""
+
+
+@dataclass
+class SavedState:
+    config: dict[str, Any]  # every MemoryConfig field, JSON-able
+    keys: torch.Tensor
+    position: torch.Tensor
+    latent: torch.Tensor
+    weight: torch.Tensor
+    stamp: torch.Tensor
+    anchor: torch.Tensor | None  # f64 [3], the latest camera position
+    now: float | None  # latest stamp seen
+
+
+def _checksum(meta: dict[str, str], tensors: dict[str, torch.Tensor]) -> str:
+    digest = hashlib.sha256()
+    digest.update(json.dumps(meta, sort_keys=True, separators=(",", ":")).encode())
+    for name in sorted(tensors):
+        t = tensors[name].contiguous()
+        digest.update(f"\n{name}:{str(t.dtype)}:{list(t.shape)}\n".encode())
+        digest.update(t.numpy().tobytes())
+    return "sha256:" + digest.hexdigest()
+
+
+def encode(state: SavedState) -> bytes:
+    cfg = state.config
+    tensors = {
+        "keys": state.keys,
+        "position": state.position,
+        "latent": state.latent,
+        "weight": state.weight,
+        "stamp": state.stamp,
+        "anchor": state.anchor
+        if state.anchor is not None
+        else torch.zeros(3, dtype=torch.float64),
+        "now": torch.tensor([state.now if state.now is not None else 0.0], dtype=torch.float64),
+    }
+    tensors = {k: v.detach().to("cpu", _TENSOR_SPECS[k]).contiguous() for k, v in tensors.items()}
+    meta = {
+        "format": FORMAT_NAME,
+        "version": str(FORMAT_VERSION),
+        "channels": str(int(cfg["channels"])),
+        "voxel_size": repr(float(cfg["voxel_size"])),
+        "capacity": str(int(cfg["capacity"])),
+        "count": str(int(state.keys.numel())),
+        "has_anchor": "1" if state.anchor is not None else "0",
+        "has_now": "1" if state.now is not None else "0",
+        "config": json.dumps(cfg, sort_keys=True),
+    }
+    meta["checksum"] = _checksum(meta, tensors)
+    return st_save(tensors, metadata=meta)
+
+
+def write_atomic(path: str | os.PathLike[str], data: bytes) -> None:
+    target = os.path.abspath(os.fspath(path))
+    directory = os.path.dirname(target)
+    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(target) + ".", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    # Make the rename itself durable; some filesystems refuse fsync on a directory.
+    with contextlib.suppress(OSError):
+        dir_fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+
+def _header_metadata(data: bytes) -> dict[str, str]:
+    if len(data) < 8:
+        raise MemoryFormatError("memory file is truncated (no safetensors header)")
+    n = int.from_bytes(data[:8], "little")
+    if n > len(data) - 8:
+        raise MemoryFormatError("memory file is truncated (header runs past the end)")
+    try:
+        header = json.loads(data[8 : 8 + n].decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise MemoryFormatError(f"memory file header is not valid JSON: {exc}") from exc
+    meta = header.get("__metadata__") if isinstance(header, dict) else None
+    if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
+        raise MemoryFormatError("memory file has no string metadata")
+    return meta
+
+
+def _field(meta: dict[str, str], name: str, kind: type):
+    if name not in meta:
+        raise MemoryFormatError(f"memory file metadata lacks {name!r}")
+    try:
+        value = kind(meta[name])
+    except ValueError as exc:
+        raise MemoryFormatError(f"memory file metadata {name!r} is malformed") from exc
+    if isinstance(value, float) and not math.isfinite(value):
+        raise MemoryFormatError(f"memory file metadata {name!r} is not finite")
+    return value
+
+
+def decode(data: bytes) -> SavedState:
+    """Parse and verify a memory file's bytes; raise ``MemoryFormatError`` on any defect."""
+    meta = _header_metadata(data)
+    if meta.get("format") != FORMAT_NAME:
+        raise MemoryFormatError(f"not a latent memory file (format {meta.get('format')!r})")
+    version = _field(meta, "version", int)
+    if version != FORMAT_VERSION:
+        raise MemoryFormatError(
+            f"unsupported memory file version {version} (this build reads {FORMAT_VERSION})"
+        )
+    try:
+        tensors = st_load(data)
+    except Exception as exc:  # safetensors raises its own error type for any malformed payload
+        raise MemoryFormatError(f"memory file payload is unreadable: {exc}") from exc
+    if set(tensors) != set(_TENSOR_SPECS):
+        raise MemoryFormatError(f"memory file holds tensors {sorted(tensors)}")
+    for name, dtype in _TENSOR_SPECS.items():
+        if tensors[name].dtype != dtype:
+            raise MemoryFormatError(f"tensor {name!r} has dtype {tensors[name].dtype}")
+    stored = meta.get("checksum")
+    expected = _checksum({k: v for k, v in meta.items() if k != "checksum"}, tensors)
+    if stored != expected:
+        raise MemoryFormatError("memory file checksum mismatch (corrupt or modified)")
+
+    channels = _field(meta, "channels", int)
+    voxel_size = _field(meta, "voxel_size", float)
+    capacity = _field(meta, "capacity", int)
+    count = _field(meta, "count", int)
+    try:
+        config = json.loads(meta["config"])
+    except (KeyError, json.JSONDecodeError) as exc:
+        raise MemoryFormatError("memory file metadata 'config' is missing or malformed") from exc
+    if not isinstance(config, dict) or (
+        config.get("channels"),
+        config.get("voxel_size"),
+        config.get("capacity"),
+    ) != (channels, voxel_size, capacity):
+        raise MemoryFormatError("memory file config disagrees with its metadata")
+
+    keys, pos, lat = tensors["keys"], tensors["position"], tensors["latent"]
+    weight, stamp = tensors["weight"], tensors["stamp"]
+    shapes_ok = (
+        keys.shape == (count,)
+        and pos.shape == (count, 3)
+        and lat.shape == (count, channels)
+        and weight.shape == (count,)
+        and stamp.shape == (count,)
+        and tensors["anchor"].shape == (3,)
+        and tensors["now"].shape == (1,)
+    )
+    if not shapes_ok:
+        raise MemoryFormatError("memory file tensor shapes disagree with its metadata")
+    if count > capacity:
+        raise MemoryFormatError(f"memory file holds {count} voxels over its capacity {capacity}")
+    if count and (bool((keys[1:] <= keys[:-1]).any()) or bool((keys < 0).any())):
+        raise MemoryFormatError("memory file keys are not strictly increasing")
+    finite = all(bool(torch.isfinite(t).all()) for t in (pos, lat, weight, stamp))
+    if not finite or bool((weight <= 0).any()):
+        raise MemoryFormatError("memory file holds non-finite values or non-positive weights")
+    has_anchor = meta.get("has_anchor") == "1"
+    has_now = meta.get("has_now") == "1"
+    if not bool(torch.isfinite(tensors["anchor"]).all() and torch.isfinite(tensors["now"]).all()):
+        raise MemoryFormatError("memory file anchor or stamp is not finite")
+    return SavedState(
+        config=config,
+        keys=keys,
+        position=pos,
+        latent=lat,
+        weight=weight,
+        stamp=stamp,
+        anchor=tensors["anchor"] if has_anchor else None,
+        now=float(tensors["now"][0]) if has_now else None,
+    )
+
+
+def read_file(path: str | os.PathLike[str]) -> SavedState:
+    with open(path, "rb") as f:
+        data = f.read()
+    return decode(data)
