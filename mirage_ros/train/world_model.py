@@ -346,29 +346,30 @@ def main(argv: list[str] | None = None) -> int:
                            DiTConfig(latent_channels=c)).to(device)
     frames = load_frames(args.data, "train", device, args.max_episodes)
     print(f"train split: {frames.shape[0]} episodes x {frames.shape[1]} frames", flush=True)
-    notes = dict(model.notes)
+    notes = dict(model.notes)  # step counts and seconds add up over resumed runs
     started = time.monotonic()
     if "ae" in phases:
         done = train_autoencoder(model, frames, args.ae_steps, seed=args.seed,
                                  seconds=args.ae_seconds)
-        notes["autoencoder_steps"] = str(done)
+        notes["autoencoder_steps"] = str(int(notes.get("autoencoder_steps", 0)) + done)
     latents = encode_all(model, frames)
     if "ae" in phases or not args.init:
         set_latent_stats(model, latents)
     if "depth" in phases:
         done = train_depth_head(model, frames, latents, args.depth_steps, seed=args.seed + 1,
                                 seconds=args.depth_seconds)
-        notes["depth_head_steps"] = str(done)
+        notes["depth_head_steps"] = str(int(notes.get("depth_head_steps", 0)) + done)
     if "dit" in phases:
         conds = build_conditions(frames, latents, seed=args.seed + 2)
         done = train_dit(model, latents, conds, args.dit_steps, seed=args.seed + 3,
                          seconds=args.dit_seconds)
-        notes["dit_steps"] = str(done)
+        notes["dit_steps"] = str(int(notes.get("dit_steps", 0)) + done)
     notes["trained"] = "yes" if {"ae", "depth", "dit"} <= phases | _done(notes) else "partial"
     notes["train_episodes"] = str(frames.shape[0])
     notes["train_frames"] = str(frames.shape[0] * frames.shape[1])
     notes["device"] = torch.cuda.get_device_name() if device.type == "cuda" else "cpu"
-    notes["seconds_" + args.phases.replace(",", "_")] = f"{time.monotonic() - started:.0f}"
+    key = "seconds_" + args.phases.replace(",", "_")
+    notes[key] = str(int(notes.get(key, 0)) + round(time.monotonic() - started))
     model.notes = notes
     model.save(args.out)
     print(f"saved {args.out}", flush=True)
