@@ -9,18 +9,16 @@ the node never crashes on what a planner sends.
 from __future__ import annotations
 
 import math
-import sys
 import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import rclpy
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.action.server import ServerGoalHandle
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
@@ -42,6 +40,7 @@ from mirage_ros.ros.conversions import (
     scores_to_list,
 )
 from mirage_ros.ros.image_bridge import imgmsg_to_numpy
+from mirage_ros.ros.spin import run_node
 
 Result = ScorePaths.Result
 
@@ -287,24 +286,7 @@ def _check_parameters(values: dict[str, object]) -> str | None:
 
 
 def main(args: list[str] | None = None) -> int:
-    rclpy.init(args=args)
-    executor = MultiThreadedExecutor(num_threads=4)
-    node = None
-    try:
-        node = MirageNode()
-        executor.add_node(node)
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except ValueError as err:  # bad parameters: say which and exit non-zero
-        print(f"mirage_node: {err}", file=sys.stderr)
-        return 2
-    finally:
-        executor.shutdown()
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return run_node(MirageNode, lambda: MultiThreadedExecutor(num_threads=4), "mirage_node", args)
 
 
 if __name__ == "__main__":

@@ -20,17 +20,15 @@ runs on the steady clock, so it keeps ticking even when started with ``use_sim_t
 from __future__ import annotations
 
 import math
-import sys
 from collections.abc import Sequence
 
 import numpy as np
-import rclpy
 from builtin_interfaces.msg import Time
 from geometry_msgs.msg import Twist
 from nav_msgs.msg import Odometry, Path
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from rclpy.clock import Clock, ClockType
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, qos_profile_sensor_data
@@ -42,6 +40,7 @@ from mirage_ros.geometry import PinholeCamera, matrix_to_quat_xyzw
 from mirage_ros.rollout import InvalidPathError, validate_path
 from mirage_ros.ros.conversions import path_from_msg
 from mirage_ros.ros.image_bridge import numpy_to_imgmsg
+from mirage_ros.ros.spin import run_node
 from mirage_ros.sim.motion import Limits, RobotState
 from mirage_ros.sim.render import Renderer
 from mirage_ros.sim.rig import CameraRig
@@ -282,24 +281,7 @@ class SimNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    rclpy.init(args=args)
-    executor = SingleThreadedExecutor()
-    node = None
-    try:
-        node = SimNode()
-        executor.add_node(node)
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except ValueError as err:  # bad parameters or scene: say which and exit non-zero
-        print(f"sim_node: {err}", file=sys.stderr)
-        return 2
-    finally:
-        executor.shutdown()
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return run_node(SimNode, lambda: SingleThreadedExecutor(), "sim_node", args)
 
 
 if __name__ == "__main__":
