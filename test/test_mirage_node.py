@@ -160,3 +160,21 @@ def test_invalid_parameter_stops_the_node_with_a_message():
         proc.proc.wait(timeout=30)
         assert proc.proc.returncode != 0
         assert "critics.path_length.weight must be a finite float >= 0" in proc.log()
+
+
+def test_a_second_sigint_during_shutdown_does_not_crash_the_node():
+    """ros2 launch forwards Ctrl-C to nodes that already got it from the terminal."""
+    import os
+    import signal
+    import time
+
+    with node_process("mirage_ros.ros.mirage_node", ["--params-file", PARAMS,
+                                                    "-r", "__node:=mirage_twice"]) as proc:
+        with ros_client("watcher2") as client:
+            action = ActionClient(client.node, ScorePaths, "/mirage_twice/score_paths")
+            assert action.wait_for_server(timeout_sec=30.0), proc.log()
+        for _ in range(2):
+            os.killpg(proc.proc.pid, signal.SIGINT)
+            time.sleep(0.01)
+        assert proc.proc.wait(timeout=20) == 0, proc.log()
+        assert "Traceback" not in proc.log()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 from collections.abc import Callable
 
@@ -29,6 +30,9 @@ def run_node(
         print(f"{program}: {err}", file=sys.stderr)
         return 2
     finally:
+        # A Ctrl-C under ros2 launch arrives twice (the terminal's, then launch's own): the
+        # second must not interrupt the cleanup it asked for.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         executor.shutdown()
         if node is not None:
             node.destroy_node()
