@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from mirage_ros.safefile import write_atomic
+
 from . import persistence
 from .backend import Ops, select_ops
 from .camera import (
@@ -488,7 +490,7 @@ class LatentMemory:
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the memory to ``path`` (safetensors, checksummed, atomic replace)."""
-        persistence.write_atomic(path, persistence.encode(self._saved_state()))
+        write_atomic(path, persistence.encode(self._saved_state()))
 
     @staticmethod
     def _parts_from_file(

@@ -15,18 +15,18 @@ or the new one, never a torn one.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import math
 import os
-import tempfile
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
+
+from mirage_ros.safefile import safetensors_metadata
 
 FORMAT_NAME = "mirage_ros.latent_memory"
 FORMAT_VERSION = 1
@@ -97,43 +97,11 @@ def encode(state: SavedState) -> bytes:
     return st_save(tensors, metadata=meta)
 
 
-def write_atomic(path: str | os.PathLike[str], data: bytes) -> None:
-    target = os.path.abspath(os.fspath(path))
-    directory = os.path.dirname(target)
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(target) + ".", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    # Make the rename itself durable; some filesystems refuse fsync on a directory.
-    with contextlib.suppress(OSError):
-        dir_fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-
-
 def _header_metadata(data: bytes) -> dict[str, str]:
-    if len(data) < 8:
-        raise MemoryFormatError("memory file is truncated (no safetensors header)")
-    n = int.from_bytes(data[:8], "little")
-    if n > len(data) - 8:
-        raise MemoryFormatError("memory file is truncated (header runs past the end)")
     try:
-        header = json.loads(data[8 : 8 + n].decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise MemoryFormatError(f"memory file header is not valid JSON: {exc}") from exc
-    meta = header.get("__metadata__") if isinstance(header, dict) else None
-    if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
-        raise MemoryFormatError("memory file has no string metadata")
-    return meta
+        return safetensors_metadata(data)
+    except ValueError as exc:
+        raise MemoryFormatError(f"memory {exc}") from exc
 
 
 def _field(meta: dict[str, str], name: str, kind: type):

@@ -12,12 +12,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load, save
+
+from mirage_ros.safefile import safetensors_metadata, write_atomic
 
 FORMAT = "mirage_ros.checkpoint"
 VERSION = 1
@@ -53,18 +54,7 @@ def save_checkpoint(
         "notes": json.dumps(notes or {}, sort_keys=True),
         "sha256": _digest(tensors),
     }
-    data = save(tensors, metadata=meta)
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, save(tensors, metadata=meta))
 
 
 def load_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict, dict]:
@@ -75,7 +65,7 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], d
         raise CheckpointError(f"cannot read checkpoint {path}: {err}") from err
     try:
         tensors = load(data)
-        meta = _metadata(data)
+        meta = safetensors_metadata(data)
     except (SafetensorError, ValueError, KeyError) as err:
         raise CheckpointError(f"{path} is not a readable safetensors file: {err}") from err
     if meta.get("format") != FORMAT:
@@ -89,15 +79,6 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], d
         return tensors, json.loads(meta["configs"]), json.loads(meta["notes"])
     except (KeyError, json.JSONDecodeError) as err:
         raise CheckpointError(f"{path} has unreadable metadata: {err}") from err
-
-
-def _metadata(data: bytes) -> dict[str, str]:
-    if len(data) < 8:
-        raise ValueError("file too short")
-    n = int.from_bytes(data[:8], "little")
-    if n > len(data) - 8:
-        raise ValueError("header length exceeds file size")
-    return json.loads(data[8 : 8 + n]).get("__metadata__", {})
 
 
 def module_tensors(prefix: str, module: torch.nn.Module, dtype: torch.dtype | None = None):

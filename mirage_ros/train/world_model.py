@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import math
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -90,6 +91,7 @@ class StepBudget:
 
     def __init__(self, steps: int, seconds: float | None) -> None:
         self.total = steps
+        self.done = 0
         self._seconds = seconds
         self._started = time.monotonic()
         self._mark = self._started
@@ -104,6 +106,20 @@ class StepBudget:
             per_step = (now - self._mark) / 40
             remaining = self._seconds - (now - self._started)
             self.total = max(61, min(self.total, 60 + int(remaining / per_step)))
+
+    def run(self, opt: torch.optim.Optimizer, peak_lr: float) -> Iterator[int]:
+        """Yield step numbers with the learning rate of each already set; `done` counts them."""
+        step = 0
+        while step < self.total:
+            self.update(step)
+            for g in opt.param_groups:
+                g["lr"] = _lr(step, self.total, peak_lr)
+            yield step
+            step += 1
+            self.done = step
+
+    def logs(self, step: int) -> bool:
+        return step % 200 == 0 or step == self.total - 1
 
 
 def _lr(step: int, total: int, peak: float, warmup: int = 200) -> float:
@@ -128,11 +144,7 @@ def train_autoencoder(model: WorldModel, frames: Frames, steps: int, batch: int 
     total = frames.shape[0] * frames.shape[1]
     started = time.monotonic()
     budget = StepBudget(steps, seconds)
-    step = 0
-    while step < budget.total:
-        budget.update(step)
-        for g in opt.param_groups:
-            g["lr"] = _lr(step, budget.total, lr)
+    for step in budget.run(opt, lr):
         x = _images(frames, torch.randint(total, (batch,), device=device, generator=gen))
         with _autocast(device):
             recon, z = ae(x)
@@ -141,12 +153,11 @@ def train_autoencoder(model: WorldModel, frames: Frames, steps: int, batch: int 
         loss.backward()
         torch.nn.utils.clip_grad_norm_(ae.parameters(), 1.0)
         opt.step()
-        if step % 200 == 0 or step == budget.total - 1:
+        if budget.logs(step):
             _log("ae", step, budget.total, started, loss=loss.item(),
                  psnr=psnr(recon.detach().float().clamp(0, 1), x).mean().item())
-        step += 1
     ae.eval()
-    return step
+    return budget.done
 
 
 @torch.no_grad()
@@ -197,11 +208,7 @@ def train_depth_head(model: WorldModel, frames: Frames, latents: torch.Tensor, s
     z_all = latents.flatten(0, 1)
     started = time.monotonic()
     budget = StepBudget(steps, seconds)
-    step = 0
-    while step < budget.total:
-        budget.update(step)
-        for g in opt.param_groups:
-            g["lr"] = _lr(step, budget.total, lr)
+    for step in budget.run(opt, lr):
         idx = torch.randint(z_all.shape[0], (batch,), device=device, generator=gen)
         with _autocast(device):
             cell, pix = head.forward_log(model.normalize(z_all[idx]))
@@ -209,11 +216,10 @@ def train_depth_head(model: WorldModel, frames: Frames, latents: torch.Tensor, s
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        if step % 200 == 0 or step == budget.total - 1:
+        if budget.logs(step):
             _log("depth", step, budget.total, started, log_l1=loss.item())
-        step += 1
     head.eval()
-    return step
+    return budget.done
 
 
 # ---------------------------------------------------------------------------- DiT
@@ -278,11 +284,7 @@ def train_dit(model: WorldModel, latents: torch.Tensor, conds: Conditions, steps
     std = model.latent_std[:, None, None]
     started = time.monotonic()
     budget = StepBudget(steps, seconds)
-    step = 0
-    while step < budget.total:
-        budget.update(step)
-        for g in opt.param_groups:
-            g["lr"] = _lr(step, budget.total, lr)
+    for step in budget.run(opt, lr):
         e = torch.randint(n, (batch,), device=device, generator=gen)
         i = torch.randint(1, t, (batch,), device=device, generator=gen)
         prev = latents[e, i - 1]
@@ -300,11 +302,10 @@ def train_dit(model: WorldModel, latents: torch.Tensor, conds: Conditions, steps
         loss.backward()
         torch.nn.utils.clip_grad_norm_(dit.parameters(), 1.0)
         opt.step()
-        if step % 200 == 0 or step == budget.total - 1:
+        if budget.logs(step):
             _log("dit", step, budget.total, started, loss=loss.item())
-        step += 1
     dit.eval()
-    return step
+    return budget.done
 
 
 # ---------------------------------------------------------------------------- CLI
