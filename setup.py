@@ -34,9 +34,18 @@ def _cmake_env() -> dict[str, str]:
         p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and "pip-build-env-" not in p
     ]
     env["PYTHONPATH"] = os.pathsep.join(parts)
-    if not env.get("AMENT_PREFIX_PATH"):
-        env["AMENT_PREFIX_PATH"] = sys.prefix
+    # ament's resource index is read from AMENT_PREFIX_PATH only. A sourced workspace sets it
+    # without this interpreter's prefix (where the ROS 2 wheels are): append it when missing.
+    env["AMENT_PREFIX_PATH"] = _with_prefix(env.get("AMENT_PREFIX_PATH", ""), sys.prefix)
     return env
+
+
+def _with_prefix(search_path: str, prefix: str) -> str:
+    """``search_path`` (``os.pathsep``-separated) with ``prefix`` appended unless listed."""
+    parts = [p for p in search_path.split(os.pathsep) if p]
+    if any(os.path.realpath(p) == os.path.realpath(prefix) for p in parts):
+        return os.pathsep.join(parts)
+    return os.pathsep.join([*parts, prefix])
 
 
 class BuildCMake(Command):

@@ -1,45 +1,29 @@
-"""Start the mirage node with its parameters.
+"""Start the mirage world-model node on a robot's camera and odometry.
 
     ros2 launch mirage_ros mirage.launch.py [namespace:=robot1] [use_sim_time:=true]
-        [params_file:=/path/to/params.yaml] [log_level:=debug]
+        [params_file:=/path/to/params.yaml] [use_rviz:=true] [log_level:=debug]
+
+The node reads ``camera/image_raw``, ``camera/depth``, ``camera/camera_info`` and ``odom`` in its
+namespace (remap them on the command line if your robot names them differently).
+``params_file`` is loaded after the shipped config/mirage.yaml, so it overrides what it names.
+The node list comes from mirage_ros.ros.graph, which the bare-machine launcher reads too
+(``python -m mirage_ros.ros.launcher mirage``).
 """
 
-import os
+from mirage_ros.ros import graph
 
-from ament_index_python.packages import get_package_share_directory
-from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument
-from launch.substitutions import LaunchConfiguration
-from launch_ros.actions import Node
-from launch_ros.parameter_descriptions import ParameterValue
+ARGUMENTS = (
+    ("namespace", "", "namespace of the node"),
+    ("use_sim_time", "false", "use /clock (simulation, bag replay)"),
+    ("params_file", "", "ROS params file loaded after the shipped config/mirage.yaml"),
+    ("use_rviz", "false", "start RViz 2 with the shipped config/mirage.rviz"),
+    ("log_level", "info", "logger level"),
+)
 
 
-def generate_launch_description() -> LaunchDescription:
-    share = get_package_share_directory("mirage_ros")
-    namespace = LaunchConfiguration("namespace")
-    use_sim_time = LaunchConfiguration("use_sim_time")
-    params_file = LaunchConfiguration("params_file")
-    log_level = LaunchConfiguration("log_level")
-    return LaunchDescription([
-        DeclareLaunchArgument("namespace", default_value="", description="node namespace"),
-        DeclareLaunchArgument(
-            "use_sim_time", default_value="false", description="use /clock (simulation, bags)"),
-        DeclareLaunchArgument(
-            "params_file",
-            default_value=os.path.join(share, "config", "mirage.yaml"),
-            description="parameters of the mirage node"),
-        DeclareLaunchArgument("log_level", default_value="info", description="logger level"),
-        Node(
-            package="mirage_ros",
-            executable="mirage_node",
-            name="mirage",
-            namespace=namespace,
-            output="screen",
-            emulate_tty=True,
-            parameters=[
-                params_file,
-                {"use_sim_time": ParameterValue(use_sim_time, value_type=bool)},
-            ],
-            ros_arguments=["--log-level", log_level],
-        ),
-    ])
+def nodes(values: dict[str, str], flag) -> list[graph.NodeSpec]:
+    return graph.mirage_graph(use_sim_time=flag("use_sim_time"))
+
+
+def generate_launch_description():
+    return graph.launch_description(ARGUMENTS, nodes)

@@ -1,54 +1,39 @@
-"""Start the MuJoCo simulator node (camera, depth, odometry, /clock) and the mirage node on it.
+"""The MuJoCo simulator on its scripted tour, and the mirage node building its memory from it.
 
-    ros2 launch mirage_ros sim.launch.py [namespace:=robot1] [scene_seed:=3]
-        [sim_params_file:=...] [params_file:=...] [log_level:=debug]
+    ros2 launch mirage_ros sim.launch.py [namespace:=robot1] [use_sim_time:=true]
+        [params_file:=/path/to/params.yaml] [sim_params_file:=/path/to/sim_params.yaml]
+        [use_rviz:=true] [scene_seed:=3] [start_pose:='[1.5, 1.0, 0.0]'] [log_level:=debug]
 
-The simulator is the /clock source, so it runs on wall time; the mirage node uses sim time.
+No planner: the robot drives the tour of config/sim.yaml (sim_demo.launch.py adds the planner).
+``params_file`` is loaded by both nodes after their shipped config files (sections
+``mirage_sim:``, ``mirage:`` or ``/**:``), ``sim_params_file`` by the simulator alone. The
+simulator publishes /clock and keeps wall time; the mirage node uses sim time by default. The
+bare-machine equivalent is ``python -m mirage_ros.ros.launcher sim``.
 """
 
-import os
+from mirage_ros.ros import graph
 
-from ament_index_python.packages import get_package_share_directory
-from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument
-from launch.substitutions import LaunchConfiguration
-from launch_ros.actions import Node
-from launch_ros.parameter_descriptions import ParameterValue
+ARGUMENTS = (
+    ("namespace", "", "namespace of both nodes"),
+    ("use_sim_time", "true", "the mirage node uses the simulator's /clock"),
+    ("params_file", "", "ROS params file loaded after the shipped config files"),
+    ("sim_params_file", "", "ROS params file for the simulator alone, after config/sim.yaml"),
+    ("use_rviz", "false", "start RViz 2 with the shipped config/mirage.rviz"),
+    ("scene_seed", "0", "procedural scene of the simulator"),
+    ("start_pose", "", "robot start [x, y, yaw] in map; empty: config/sim.yaml's"),
+    ("log_level", "info", "logger level"),
+)
 
 
-def generate_launch_description() -> LaunchDescription:
-    share = get_package_share_directory("mirage_ros")
-    namespace = LaunchConfiguration("namespace")
-    log_level = LaunchConfiguration("log_level")
-    return LaunchDescription([
-        DeclareLaunchArgument("namespace", default_value="", description="namespace of both"),
-        DeclareLaunchArgument("scene_seed", default_value="0", description="procedural scene"),
-        DeclareLaunchArgument(
-            "sim_params_file", default_value=os.path.join(share, "config", "sim.yaml"),
-            description="parameters of the simulator node"),
-        DeclareLaunchArgument(
-            "params_file", default_value=os.path.join(share, "config", "mirage.yaml"),
-            description="parameters of the mirage node"),
-        DeclareLaunchArgument("log_level", default_value="info", description="logger level"),
-        Node(
-            package="mirage_ros",
-            executable="sim_node",
-            name="mirage_sim",
-            namespace=namespace,
-            output="screen",
-            parameters=[
-                LaunchConfiguration("sim_params_file"),
-                {"scene_seed": ParameterValue(LaunchConfiguration("scene_seed"), value_type=int)},
-            ],
-            ros_arguments=["--log-level", log_level],
-        ),
-        Node(
-            package="mirage_ros",
-            executable="mirage_node",
-            name="mirage",
-            namespace=namespace,
-            output="screen",
-            parameters=[LaunchConfiguration("params_file"), {"use_sim_time": True}],
-            ros_arguments=["--log-level", log_level],
-        ),
-    ])
+def nodes(values: dict[str, str], flag) -> list[graph.NodeSpec]:
+    sim, mirage = graph.sim_graph(
+        scene_seed=values["scene_seed"],
+        start_pose=graph.parse_optional_pose(values["start_pose"]),
+        use_sim_time=flag("use_sim_time"))
+    if values["sim_params_file"]:
+        sim = sim.with_params_file(values["sim_params_file"])
+    return [sim, mirage]
+
+
+def generate_launch_description():
+    return graph.launch_description(ARGUMENTS, nodes)

@@ -112,7 +112,9 @@ def _messages():
         if i == 7:
             depth = _image(t + 0.01, np.ones((4, 4), dtype=np.float32), "32FC1")
         elif i % 2:
-            depth = _image(t + 0.01, np.full((H, W), 1.0 + i, dtype=np.float32), "32FC1")
+            values = np.full((H, W), 1.0 + i, dtype=np.float32)
+            values[1, 1], values[1, 2] = np.nan, -1.0  # invalid, as some drivers mark it
+            depth = _image(t + 0.01, values, "32FC1")
         else:
             depth = _image(t + 0.01, np.full((H, W), 1000 * (1 + i), dtype=np.uint16), "16UC1")
         out.append((t + 0.01, "/cam/depth", "sensor_msgs/msg/Image", depth))
@@ -147,28 +149,31 @@ def bag(request, tmp_path_factory):
 def test_import_matches_frames_and_reports_every_drop(bag, tmp_path):
     summary = import_bag(bag, tmp_path, TOPICS, ImportOptions(tolerance=0.05, max_gap=1.0))
     assert (summary.images, summary.depth_images, summary.camera_infos) == (15, 15, 2)
-    assert (summary.frames, summary.episodes) == (9, 2)
+    # The first image comes 0.1 s before the first camera_info: it waits for it (intrinsics do
+    # not change while a camera runs), as the node's pairer does.
+    assert (summary.frames, summary.episodes) == (10, 2)
     assert {k: v for k, v in summary.dropped.items() if v} == {
-        "no_camera_info": 1,  # the first image comes before any camera_info
         "image_undecodable": 1,  # yuv422
         "depth_out_of_tolerance": 1,  # its depth is missing
         "depth_size_mismatch": 1,
-        "odom_out_of_tolerance": 1,  # odometry stops 0.1 s before it
+        "pose_out_of_tolerance": 1,  # odometry stops 0.1 s before it
         "episode_too_short": 1,  # a lone frame after a long gap
         "depth_undecodable": 1,  # rgb8 on the depth topic
         "odom_invalid": 1,  # NaN position
-        "depth_unused": 4,
+        "depth_unused": 3,  # those of the yuv422 image, the 4x4 one and the one without odometry
     }
     text = "\n".join(summary.lines())
-    assert "wrote 9 frames in 2 episodes" in text and "odom_invalid" in text
+    assert "wrote 10 frames in 2 episodes" in text and "odom_invalid" in text
 
     reader = EpisodeReader(tmp_path, "train")
-    assert [len(e) for e in reader] == [6, 3]
+    assert [len(e) for e in reader] == [7, 3]
     first = reader.load(0)
-    kept = [1, 3, 4, 6, 8, 9]
+    kept = [0, 1, 3, 4, 6, 8, 9]
     np.testing.assert_allclose(first.stamps, [T0 + 0.1 * i for i in kept], atol=1e-9)
     np.testing.assert_array_equal(first.rgb, np.stack([_colour(i) for i in kept]))  # bgr8 too
     np.testing.assert_allclose(first.depth[:, 0, 0], [1.0 + i for i in kept], atol=1e-3)
+    odd = [k for k, i in enumerate(kept) if i % 2]
+    assert (first.depth[odd][:, 1, 1:3] == 0).all()  # NaN and negative depth: 0 = invalid
     np.testing.assert_allclose(first.K, [[5.0, 0, 4.0], [0, 5.0, 3.0], [0, 0, 1]])
     # Odometry interpolated to each image stamp, then the extrinsic from /tf_static.
     bases = np.stack([_base(T0 + 0.1 * i) for i in kept])
@@ -185,9 +190,9 @@ def test_cli_with_explicit_extrinsic_and_resize(bag, tmp_path, capsys):
                  "--odom-topic", "/odom", "--camera-to-base", "0.1,0,0.5,0,0,0,1",
                  "--extrinsic-frame", "body", "--resize", "4x3", "--split", "validation"])
     assert code == 0
-    assert "wrote 9 frames in 2 episodes" in capsys.readouterr().out
+    assert "wrote 10 frames in 2 episodes" in capsys.readouterr().out
     ep = EpisodeReader(tmp_path, "validation").load(0)
-    assert ep.rgb.shape == (6, 3, 4, 3) and ep.depth.shape == (6, 3, 4)
+    assert ep.rgb.shape == (7, 3, 4, 3) and ep.depth.shape == (7, 3, 4)
     # Grid-edge convention: resizing scales K exactly (cx 4 -> 2 for 8 -> 4 pixels).
     np.testing.assert_allclose(ep.K, [[2.5, 0, 2.0], [0, 2.5, 1.5], [0, 0, 1]])
     np.testing.assert_allclose(ep.cam_to_map, ep.base_to_map @ CAM_TO_BASE, atol=1e-6)

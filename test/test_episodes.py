@@ -8,7 +8,6 @@ import zipfile
 import numpy as np
 import pytest
 
-from mirage_ros.sim.generate import main as generate_main
 from mirage_ros.train.episodes import (
     SPLITS,
     Episode,
@@ -20,6 +19,7 @@ from mirage_ros.train.episodes import (
     split_of_seed,
     write_shard,
 )
+from mirage_ros.train.generate import main as generate_main
 
 
 def _episode(t: int = 6, h: int = 8, w: int = 10, seed: int = 3) -> Episode:

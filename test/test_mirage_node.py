@@ -1,4 +1,8 @@
-"""ScorePaths over a real ROS 2 graph: the node runs in another process, this test is a planner."""
+"""ScorePaths over a real ROS 2 graph: the node runs in another process, this test is a planner.
+
+Most of these run the node with the path-geometry critics only, so that goal handling can be
+checked by hand-computed costs without a camera; test_imagination_e2e.py runs the whole loop.
+"""
 
 from __future__ import annotations
 
@@ -17,12 +21,14 @@ from mirage_ros.ros.conversions import paths_to_msgs
 pytestmark = pytest.mark.ros
 Result = ScorePaths.Result
 PARAMS = str(REPO / "config" / "mirage.yaml")
+GEOMETRY_ONLY = ["--params-file", PARAMS, "-p", "critics:=[path_length,path_turning]",
+                 "-p", "path_length.weight:=1.0", "-p", "path_turning.weight:=0.5"]
 
 
 @pytest.fixture(scope="module")
 def planner():
     """The node in another process and an action client that has discovered it."""
-    with node_process("mirage_ros.ros.mirage_node", ["--params-file", PARAMS]) as proc:
+    with node_process("mirage_ros.ros.mirage_node", GEOMETRY_ONLY) as proc:
         with ros_client("planner") as client:
             action = ActionClient(client.node, ScorePaths, "/mirage/score_paths")
             if not action.wait_for_server(timeout_sec=30.0):
@@ -54,6 +60,7 @@ def test_round_trip_scores_every_path(planner):
     assert result.scores[0] == pytest.approx(result.scores[4], abs=1e-5)
     assert result.scores[1] > result.scores[0]
     names = list(result.critics[0].names)
+    assert list(result.preview_indices) == [] and list(result.previews) == []
     assert names == ["path_length", "path_turning"]
     # Costs by hand: the sharpest arc (curvature 1/m, radius 1 m, 2 m long) turns 2 rad, sampled
     # as 8 chords of 0.25 rad, each 2 sin(0.125) m long.
@@ -154,12 +161,31 @@ def test_node_exits_cleanly_on_sigint():
         assert "Traceback" not in proc.log()
 
 
-def test_invalid_parameter_stops_the_node_with_a_message():
-    with node_process("mirage_ros.ros.mirage_node",
-                      ["-p", "critics.path_length.weight:=-1.0"]) as proc:
-        proc.proc.wait(timeout=30)
+@pytest.mark.parametrize("args, message", [
+    (["-p", "path_length.weight:=.nan"], "path_length.weight must be a finite float"),
+    (["-p", "critics:=[path_length,no_such_critic]"], "no critic named 'no_such_critic'"),
+    (["-p", "camera_to_base:=[0.0,0.0,0.5]"], "camera_to_base must be [x, y, z, qx, qy"),
+    (["-p", "clearance.min_points:=2.5"], "'clearance.min_points' to '2.5' of type 'DOUBLE', expecting type 'INTEGER'"),
+])
+def test_invalid_parameter_stops_the_node_with_a_message(args, message):
+    with node_process("mirage_ros.ros.mirage_node", args) as proc:
+        proc.proc.wait(timeout=60)
         assert proc.proc.returncode != 0
-        assert "critics.path_length.weight must be a finite float >= 0" in proc.log()
+        assert message in proc.log()
+
+
+def test_imagination_before_any_observation_is_no_memory():
+    with node_process("mirage_ros.ros.mirage_node", ["--params-file", PARAMS,
+                                                    "-r", "__node:=mirage_empty"]) as proc:
+        with ros_client("early_planner") as client:
+            action = ActionClient(client.node, ScorePaths, "/mirage_empty/score_paths")
+            assert action.wait_for_server(timeout_sec=60.0), proc.log()
+            result = send((client, action, proc), fan_goal(3))
+            assert result.error_code == Result.NO_MEMORY, result.error_msg
+            assert "nothing has been observed" in result.error_msg
+            # validation still comes first: a malformed goal is INVALID_INPUT, not NO_MEMORY
+            bad = _path_goal(_set("paths.2.poses.4.pose.position.x", math.nan))
+            assert send((client, action, proc), bad).error_code == Result.INVALID_INPUT
 
 
 def test_a_second_sigint_during_shutdown_does_not_crash_the_node():

@@ -31,6 +31,16 @@ ROOM = """<mujoco><worldbody>
 <geom type="box" size="0.5 1 0.5" pos="0 0 0.5"/>
 </worldbody></mujoco>"""
 
+# A closed corridor (8 x 1.4 m inside, no door): there is more free space around it than in it.
+CORRIDOR = """<mujoco><worldbody>
+<light pos="0 0 3" dir="0 0 -1"/>
+<geom type="box" size="4.1 0.8 0.05" pos="0 0 -0.05"/>
+<geom type="box" size="4.1 0.05 0.5" pos="0 0.75 0.5"/>
+<geom type="box" size="4.1 0.05 0.5" pos="0 -0.75 0.5"/>
+<geom type="box" size="0.05 0.7 0.5" pos="4.05 0 0.5"/>
+<geom type="box" size="0.05 0.7 0.5" pos="-4.05 0 0.5"/>
+</worldbody></mujoco>"""
+
 
 def _subscribe(client, prefix: str) -> dict[str, list]:
     got: dict[str, list] = {name: [] for name in
@@ -156,4 +166,34 @@ def test_bad_parameters_stop_the_node_with_a_message():
         proc.proc.wait(timeout=30)
         assert proc.proc.returncode == 2
         assert "mode must be one of tour, path, cmd_vel" in proc.log()
+        assert "Traceback" not in proc.log()
+
+
+def test_tours_from_its_start_pose_inside_a_closed_building(tmp_path):
+    scene = tmp_path / "corridor.xml"
+    scene.write_text(CORRIDOR)
+    common = ["-p", f"mjcf_path:={scene}", "-p", "rate_hz:=20.0", "-p", "camera.width:=32",
+              "-p", "camera.height:=32", "-p", "max_speed:=1.0"]
+    # Integers are fine for a pose ([-3, 0, 0] arrives as an integer array).
+    with node_process("mirage_ros.ros.sim_node",
+                      [*common, "-p", "mode:=tour", "-p", "start_pose:=[-3, 0, 0]"]) as proc:
+        with ros_client("sim_tour_watcher") as client:
+            got = _subscribe(client, "/mirage_sim")
+
+            def xy() -> np.ndarray:
+                return np.array([(m.pose.pose.position.x, m.pose.pose.position.y)
+                                 for m in got["odom"]])
+
+            client.spin_until(lambda: len(got["odom"]) > 0 and np.linalg.norm(
+                xy() - (-3.0, 0.0), axis=1).max() > 1.0, 60.0, "the tour to get going")
+            # (The first messages went out before discovery; the log says where it began.)
+            assert "robot at (-3.00, 0.00, yaw 0.00), mode tour" in proc.log()
+            assert "not walled in" not in proc.log()
+            assert (np.abs(xy()[:, 0]) < 4.0).all() and (np.abs(xy()[:, 1]) < 0.7).all()
+        assert proc.stop() == 0, proc.log()
+    with node_process("mirage_ros.ros.sim_node",
+                      [*common, "-p", "mode:=path", "-p", "start_pose:=[0.0, 0.75, 0.0]"]) as proc:
+        proc.proc.wait(timeout=30)
+        assert proc.proc.returncode == 2
+        assert "start (0.00, 0.75) is not in free space" in proc.log()
         assert "Traceback" not in proc.log()

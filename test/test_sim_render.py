@@ -14,6 +14,7 @@ import transforms3d.euler as te
 
 from mirage_ros.geometry import (
     OPTICAL_TO_BODY,
+    CameraRig,
     PinholeCamera,
     invert,
     make_transform,
@@ -23,7 +24,6 @@ from mirage_ros.geometry import (
     unproject,
 )
 from mirage_ros.sim.render import Renderer
-from mirage_ros.sim.rig import CameraRig
 from mirage_ros.sim.scene import load_scene, procedural_scene
 
 # A single large, thin slab: its face at x = 4 is the plane n.X = d with n = +x, d = 4 (map).

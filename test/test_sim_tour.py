@@ -7,13 +7,13 @@ import math
 import numpy as np
 import pytest
 
-from mirage_ros.geometry import camera_pose_from_base
+from mirage_ros.geometry import CameraRig, camera_pose_from_base
 from mirage_ros.sim.motion import Limits, PurePursuit, RobotState, integrate, wrap_angle
-from mirage_ros.sim.planning import cost_to_go, route, smooth_polyline
+from mirage_ros.sim.planning import cost_to_go, free_regions, route, smooth_polyline
 from mirage_ros.sim.render import Renderer
-from mirage_ros.sim.rig import CameraRig
+from mirage_ros.sim.robot import SimRobot
 from mirage_ros.sim.scene import load_scene, procedural_scene
-from mirage_ros.sim.tour import tour
+from mirage_ros.sim.tour import TourPilot, tour
 from mirage_ros.sim.truth import (
     candidate_fan,
     clearance,
@@ -31,6 +31,20 @@ ROOM = """<mujoco><worldbody>
 <geom type="box" size="0.05 2.1 1" pos="-3.05 0 1"/>
 <geom type="box" size="0.5 1 0.5" pos="0 0 0.5"/>
 </worldbody></mujoco>"""
+
+# A closed corridor, 8 x 1.4 m inside, walls 10 cm thick, no door. A user scene's free space
+# reaches 1 m beyond its geoms, so there is more room to drive *around* this building than in it.
+CORRIDOR = """<mujoco><worldbody>
+<geom type="box" size="4.1 0.8 0.05" pos="0 0 -0.05"/>
+<geom type="box" size="4.1 0.05 0.5" pos="0 0.75 0.5"/>
+<geom type="box" size="4.1 0.05 0.5" pos="0 -0.75 0.5"/>
+<geom type="box" size="0.05 0.7 0.5" pos="4.05 0 0.5"/>
+<geom type="box" size="0.05 0.7 0.5" pos="-4.05 0 0.5"/>
+</worldbody></mujoco>"""
+
+
+def _inside_corridor(xy: np.ndarray) -> np.ndarray:
+    return (np.abs(xy[:, 0]) < 4.0) & (np.abs(xy[:, 1]) < 0.7)
 
 
 def test_unicycle_integration_follows_arcs_and_limits():
@@ -126,3 +140,69 @@ def test_render_path_gives_frames_poses_and_intrinsics():
     np.testing.assert_allclose(frames.cam_to_map,
                                camera_pose_from_base(frames.base_to_map, 0.5, math.radians(5)))
     np.testing.assert_allclose(frames.K, rig.camera.K)
+
+
+def test_free_regions_tell_the_inside_of_a_building_from_the_space_around_it():
+    scene = load_scene(CORRIDOR)
+    pilot = TourPilot(scene, np.random.default_rng(0))
+    regions = free_regions(pilot.grid, pilot.min_clearance)
+    assert regions.count == 2
+    inside = int(regions.labels[tuple(pilot.grid.cell_of((0.0, 0.0)))])
+    around = int(regions.labels[tuple(pilot.grid.cell_of((0.0, 1.3)))])
+    assert {inside, around} == {1, 2}
+    assert regions.enclosed[inside] and not regions.enclosed[around]
+    assert regions.sizes[around] > regions.sizes[inside]  # "the largest" would be outside
+    assert regions.default() == inside
+    # A room open to the edge of the grid on every side: nothing is enclosed, take the largest.
+    room = load_scene(ROOM)
+    pilot = TourPilot(room, np.random.default_rng(0))
+    regions = free_regions(pilot.grid, pilot.min_clearance)
+    assert regions.default() == 1 + int(np.argmax(regions.sizes[1:]))
+
+
+def test_tours_of_a_closed_building_stay_inside_it():
+    scene = load_scene(CORRIDOR)
+    a = tour(scene, 200, dt=0.2, seed=0)
+    np.testing.assert_array_equal(a.states, tour(scene, 200, dt=0.2, seed=0).states)
+    assert _inside_corridor(a.states[:, :2]).all()
+    assert np.linalg.norm(np.diff(a.states[:, :2], axis=0), axis=1).sum() > 5.0
+    assert clearance(scene, a.states[:, :2]).min() >= 0.25
+
+    # From a given start: the tour begins there and stays in that start's region.
+    b = tour(scene, 200, dt=0.2, seed=1, start=(-3.0, 0.2, 0.5))
+    np.testing.assert_allclose(b.states[0], (-3.0, 0.2, 0.5))
+    assert _inside_corridor(b.states[:, :2]).all()
+    assert np.abs(np.diff(b.states[:, 0])).sum() > 3.0
+    # A start outside the building keeps the tour outside: the region is the start's own.
+    c = tour(scene, 100, dt=0.2, seed=0, start=(0.0, 1.3, 0.0))
+    assert not _inside_corridor(c.states[:, :2]).any()
+    assert clearance(scene, c.states[:, :2]).min() >= 0.25
+
+
+def test_a_start_outside_free_space_is_refused_with_a_reason():
+    scene = load_scene(CORRIDOR)
+    with pytest.raises(ValueError, match=r"start \(0.00, 0.75\) is not in free space"):
+        tour(scene, 10, start=(0.0, 0.75, 0.0))  # in the wall
+    with pytest.raises(ValueError, match="less than the robot radius"):
+        tour(scene, 10, start=(0.0, 0.55, 0.0))  # 15 cm from it
+    with pytest.raises(ValueError, match="outside scene"):
+        tour(scene, 10, start=(20.0, 0.0, 0.0))
+    with pytest.raises(ValueError, match=r"\(x, y, yaw\)"):
+        tour(scene, 10, start=(0.0, 0.0))
+    with pytest.raises(ValueError, match="not in free space"):
+        SimRobot(scene, start=(4.05, 0.0, 0.0))
+
+
+def test_sim_robot_tours_from_its_start_pose_and_stays_in_its_region():
+    scene = load_scene(CORRIDOR)
+    robot = SimRobot(scene, seed=3, start=(2.5, -0.1, math.pi))
+    assert robot.region_enclosed
+    np.testing.assert_allclose((robot.state.x, robot.state.y, robot.state.yaw),
+                               (2.5, -0.1, math.pi))
+    xy = np.array([robot.step(0.1, 0.1 * i).state.xy for i in range(1, 400)])
+    assert _inside_corridor(xy).all()
+    assert np.linalg.norm(xy - (2.5, -0.1), axis=1).max() > 1.0  # it toured, from there
+    outside = SimRobot(scene, seed=3, start=(0.0, -1.3, 0.0))
+    assert not outside.region_enclosed
+    # Without a start it starts inside.
+    assert _inside_corridor(SimRobot(scene, seed=3).state.xy[None]).all()

@@ -7,8 +7,7 @@ import torch
 
 from mirage_ros.model import WorldModel
 from mirage_ros.model.world_model import DEFAULT_WEIGHTS
-from mirage_ros.sim import generate
-from mirage_ros.train import evaluate
+from mirage_ros.train import evaluate, generate
 from mirage_ros.train.episodes import split_of_seed
 
 TEST_SEED = 7  # a scene seed of the held-out test split

@@ -3,7 +3,8 @@
 numpy only (plus transforms3d for quaternions); nothing here imports torch or ROS. The
 conventions are written down in the submodules: pixel grid and ROS K in :mod:`.camera`, transform
 naming (``a_to_b`` maps frame ``a`` to frame ``b``) and quaternion order in :mod:`.se3`, body and
-optical frames in :mod:`.frames`, ray channel order in :mod:`.rays`.
+optical frames in :mod:`.frames`, ray channel order in :mod:`.rays`, the camera mount on the
+robot in :mod:`.rig`.
 """
 
 from mirage_ros.geometry.camera import (
@@ -25,9 +26,11 @@ from mirage_ros.geometry.frames import (
     camera_pose_from_base,
 )
 from mirage_ros.geometry.rays import plucker_rays
+from mirage_ros.geometry.rig import CameraRig
 from mirage_ros.geometry.se3 import (
     QUAT_UNIT_TOLERANCE,
     compose,
+    interpolate_transform,
     invert,
     is_unit_quat,
     make_transform,
@@ -40,6 +43,7 @@ from mirage_ros.geometry.se3 import (
     quat_xyzw_to_matrix,
     quat_xyzw_to_wxyz,
     rotate_vectors,
+    slerp,
     transform_from_translation_quat_xyzw,
     transform_points,
     transform_to_translation_quat_xyzw,
@@ -50,11 +54,13 @@ __all__ = [
     "OPTICAL_TO_BODY",
     "OPTICAL_TO_BODY_ROTATION",
     "QUAT_UNIT_TOLERANCE",
+    "CameraRig",
     "PinholeCamera",
     "camera_link_to_base",
     "camera_pose_from_base",
     "cell_index",
     "compose",
+    "interpolate_transform",
     "intrinsics_matrix",
     "invert",
     "is_unit_quat",
@@ -74,6 +80,7 @@ __all__ = [
     "quat_xyzw_to_wxyz",
     "rotate_vectors",
     "scale_intrinsics",
+    "slerp",
     "transform_from_translation_quat_xyzw",
     "transform_points",
     "transform_to_translation_quat_xyzw",

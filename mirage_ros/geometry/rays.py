@@ -11,12 +11,41 @@ Channel order of the ``[6, h, w]`` map: ``(d_x, d_y, d_z, m_x, m_y, m_z)``.
 from __future__ import annotations
 
 import numpy as np
+import torch
 from numpy.typing import ArrayLike, NDArray
 
-from mirage_ros.geometry.camera import pixel_centers, unproject
-from mirage_ros.geometry.se3 import rotate_vectors
+__all__ = ["plucker_rays", "plucker_rays_torch"]
 
-__all__ = ["plucker_rays"]
+
+def plucker_rays_torch(K: torch.Tensor, cam_to_ref: torch.Tensor, height: int,
+                       width: int) -> torch.Tensor:
+    """Plücker map ``[..., 6, height, width]`` computed in torch on the inputs' device and dtype.
+
+    ``K`` ([3, 3] or [..., 3, 3]) describes the ``height x width`` grid itself; ``cam_to_ref``
+    ([..., 4, 4]) maps camera optical coordinates to the reference frame; leading dimensions
+    broadcast. The rollout calls this on the model's device every step, so no host round trip.
+    """
+    if cam_to_ref.shape[-2:] != (4, 4):
+        raise ValueError(f"cam_to_ref must have shape [..., 4, 4], got {tuple(cam_to_ref.shape)}")
+    T = cam_to_ref
+    K = K.to(T)
+    u = torch.arange(width, dtype=T.dtype, device=T.device) + 0.5
+    v = torch.arange(height, dtype=T.dtype, device=T.device) + 0.5
+    vv, uu = torch.meshgrid(v, u, indexing="ij")
+    # Depth 1 gives the ray through each cell centre; its scale is irrelevant once normalised.
+    fx, fy = K[..., 0, 0, None, None], K[..., 1, 1, None, None]
+    cx, cy = K[..., 0, 2, None, None], K[..., 1, 2, None, None]
+    skew = K[..., 0, 1, None, None]
+    y = (vv - cy) / fy
+    x = (uu - cx - skew * y) / fx
+    x, y = torch.broadcast_tensors(x, y)
+    dirs = torch.stack([x, y, torch.ones_like(x)], dim=-1)  # [..., h, w, 3]
+    dirs = dirs / dirs.norm(dim=-1, keepdim=True)
+    R = T[..., None, None, :3, :3]
+    d = (R @ dirs[..., None])[..., 0]
+    o = T[..., None, None, :3, 3].expand_as(d)
+    m = torch.linalg.cross(o, d, dim=-1)
+    return torch.cat([d, m], dim=-1).movedim(-1, -3).contiguous()
 
 
 def plucker_rays(K: ArrayLike, cam_to_ref: ArrayLike, height: int, width: int) -> NDArray:
@@ -25,17 +54,14 @@ def plucker_rays(K: ArrayLike, cam_to_ref: ArrayLike, height: int, width: int) -
     ``K`` ([..., 3, 3]) must describe the ``height x width`` grid itself: for latent-resolution
     rays scale it first (``PinholeCamera.scaled`` or ``scale_intrinsics``). ``cam_to_ref``
     ([..., 4, 4]) maps camera optical coordinates to the reference frame. The leading dimensions
-    of ``K`` and ``cam_to_ref`` broadcast, e.g. one K for a batch of poses.
+    of ``K`` and ``cam_to_ref`` broadcast, e.g. one K for a batch of poses. The numpy face of
+    :func:`plucker_rays_torch` (float64 on the CPU): one implementation of the algorithm.
     """
     T = np.asarray(cam_to_ref, dtype=np.float64)
     if T.shape[-2:] != (4, 4):
         raise ValueError(f"cam_to_ref must have shape [..., 4, 4], got {T.shape}")
-    centres = pixel_centers(height, width).reshape(-1, 2)
-    # Depth 1 gives the ray through each centre; its scale is irrelevant once normalised.
-    directions = unproject(K, centres, np.ones(len(centres)))
-    directions /= np.linalg.norm(directions, axis=-1, keepdims=True)
-    d = rotate_vectors(T, directions)
-    m = np.cross(T[..., None, :3, 3], d)
-    rays = np.concatenate([d, m], axis=-1)
-    rays = rays.reshape(rays.shape[:-2] + (height, width, 6))
-    return np.ascontiguousarray(np.moveaxis(rays, -1, -3))
+    K = np.asarray(K, dtype=np.float64)
+    lead = np.broadcast_shapes(K.shape[:-2], T.shape[:-2])
+    K = torch.from_numpy(np.ascontiguousarray(np.broadcast_to(K, lead + (3, 3))))
+    T = torch.from_numpy(np.ascontiguousarray(np.broadcast_to(T, lead + (4, 4))))
+    return plucker_rays_torch(K, T, height, width).numpy()

@@ -28,6 +28,7 @@ from numpy.typing import ArrayLike, NDArray
 __all__ = [
     "QUAT_UNIT_TOLERANCE",
     "compose",
+    "interpolate_transform",
     "invert",
     "is_unit_quat",
     "make_transform",
@@ -40,6 +41,7 @@ __all__ = [
     "quat_xyzw_to_matrix",
     "quat_xyzw_to_wxyz",
     "rotate_vectors",
+    "slerp",
     "transform_from_translation_quat_xyzw",
     "transform_points",
     "transform_to_translation_quat_xyzw",
@@ -52,6 +54,10 @@ QUAT_UNIT_TOLERANCE = 1e-3
 
 # Below this norm a quaternion carries no direction and cannot be normalised.
 _MIN_QUAT_NORM = 1e-9
+
+# Below this sine of the half-angle between two quaternions slerp's weights are 0 / 0; linear
+# interpolation (then normalisation) is exact there to rounding.
+_SLERP_LINEAR_BELOW = 1e-9
 
 
 def _as_transform(T: ArrayLike) -> NDArray:
@@ -213,3 +219,39 @@ def planar_pose(x: ArrayLike, y: ArrayLike, yaw: ArrayLike, z: ArrayLike = 0.0) 
     R[..., 1, 1] = c
     R[..., 2, 2] = 1.0
     return make_transform(R, np.stack([x, y, z], axis=-1))
+
+
+def slerp(q0: ArrayLike, q1: ArrayLike, fraction: ArrayLike) -> NDArray:
+    """Spherical linear interpolation of unit quaternions ``[..., 4]`` at ``fraction`` in [0, 1].
+
+    Either order (``wxyz`` or ``xyzw``) as long as both inputs use the same one; the output keeps
+    it. Takes the short way round (``q1`` is negated when ``q0 . q1 < 0``), so the result turns
+    by ``fraction`` of the smallest angle between the two rotations at constant angular speed.
+    Inputs are normalised first (ValueError for zero or non-finite ones); the output is unit
+    length. Arguments broadcast: ``fraction`` ``[...]`` against the quaternions' leading axes.
+    """
+    q0 = normalize_quat(q0)
+    q1 = normalize_quat(q1)
+    f = np.asarray(fraction, dtype=np.float64)[..., None]
+    dot = np.sum(q0 * q1, axis=-1, keepdims=True)
+    q1 = np.where(dot < 0.0, -q1, q1)
+    theta = np.arccos(np.clip(np.abs(dot), 0.0, 1.0))
+    sin = np.sin(theta)
+    near = sin < _SLERP_LINEAR_BELOW
+    safe = np.where(near, 1.0, sin)
+    w0 = np.where(near, 1.0 - f, np.sin((1.0 - f) * theta) / safe)
+    w1 = np.where(near, f, np.sin(f * theta) / safe)
+    return normalize_quat(w0 * q0 + w1 * q1)
+
+
+def interpolate_transform(T0: ArrayLike, T1: ArrayLike, fraction: ArrayLike) -> NDArray:
+    """Rigid transforms ``[..., 4, 4]`` between ``T0`` (fraction 0) and ``T1`` (fraction 1).
+
+    The translation is interpolated linearly and the rotation by :func:`slerp`; this is the
+    constant-velocity motion between two poses sampled close together in time.
+    """
+    T0, T1 = _as_transform(T0), _as_transform(T1)
+    f = np.asarray(fraction, dtype=np.float64)
+    q = slerp(matrix_to_quat_wxyz(T0), matrix_to_quat_wxyz(T1), f)
+    t = T0[..., :3, 3] + f[..., None] * (T1[..., :3, 3] - T0[..., :3, 3])
+    return make_transform(quat_wxyz_to_matrix(q), t)

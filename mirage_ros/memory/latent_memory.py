@@ -142,7 +142,7 @@ class LatentMemory:
     ``write`` fuses observed latent frames, ``read`` renders the nearest fused latent into any
     batch of views with a deterministic z-buffer, ``overlay`` opens per-path scratch banks for
     imagined frames. Identical inputs give bit-identical state and reads on a given device.
-    Not thread-safe: serialise calls from several threads.
+    Not thread-safe: serialise writes; a reader on another thread takes a ``snapshot`` first.
     """
 
     def __init__(
@@ -234,6 +234,17 @@ class LatentMemory:
             f"voxel_size={self.voxel_size}, capacity={self.capacity}, device={self._device}, "
             f"backend={self.backend})"
         )
+
+    def snapshot(self) -> LatentMemory:
+        """A memory holding exactly this one's current contents, sharing its tensors.
+
+        Cheap (no copy): the voxel table is immutable and every write, clear or load replaces
+        it, so later writes to this memory never show in the snapshot. A rollout reads one
+        snapshot from start to end while observations keep being written to the live memory.
+        """
+        snap = LatentMemory.__new__(LatentMemory)
+        snap.__dict__.update(self.__dict__)
+        return snap
 
     def clear(self) -> None:
         self._table = VoxelTable.empty(self.channels, self._device)

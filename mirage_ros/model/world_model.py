@@ -11,11 +11,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 
-from mirage_ros.geometry import invert, plucker_rays
+from mirage_ros.geometry.rays import plucker_rays_torch
 from mirage_ros.model.autoencoder import Autoencoder, AutoencoderConfig
 from mirage_ros.model.checkpoint import (
     CheckpointError,
@@ -166,9 +165,18 @@ class WorldModel(nn.Module):
         return cls.load(DEFAULT_WEIGHTS, device)
 
 
-def relative_rays(
-    K_latent: np.ndarray, previous_cam_to_map: np.ndarray, target_cam_to_map: np.ndarray, hw
-) -> torch.Tensor:
-    """Plücker rays [B,6,h,w] of each target camera in its previous camera's frame."""
-    rel = invert(previous_cam_to_map) @ target_cam_to_map
-    return torch.from_numpy(plucker_rays(K_latent, rel, hw[0], hw[1])).float()
+def relative_rays(K_latent, previous_cam_to_map, target_cam_to_map, hw) -> torch.Tensor:
+    """Plücker rays [B,6,h,w] float32 of each target camera in its previous camera's frame.
+
+    Takes numpy arrays or torch tensors; with tensors the rays are computed on their device
+    (the rollout passes poses that already live on the model's device). The relative pose is
+    formed in float64 where the device allows it: map coordinates of tens of metres lose
+    millimetres in float32.
+    """
+    prev = torch.as_tensor(previous_cam_to_map)
+    target = torch.as_tensor(target_cam_to_map)
+    dtype = torch.float32 if prev.device.type == "mps" else torch.float64
+    prev, target = prev.to(dtype), target.to(device=prev.device, dtype=dtype)
+    K = torch.as_tensor(K_latent).to(device=prev.device, dtype=dtype)
+    rel = torch.linalg.inv(prev) @ target
+    return plucker_rays_torch(K, rel, hw[0], hw[1]).float()

@@ -1,22 +1,35 @@
-"""Batched imagination rollouts over candidate paths, critics and scoring (no ROS)."""
+"""The product's data flow without ROS: the rollout engine, the imagination loop, critics."""
 
 from mirage_ros.rollout.critics import (
     Critic,
-    PathLengthCritic,
-    PathTurningCritic,
+    CriticBatch,
+    Goal,
     ScoreTable,
+    available_critics,
+    make_critic,
+    register,
     score_paths,
 )
-from mirage_ros.rollout.paths import CandidatePath, InvalidPathError, arc_fan, validate_path
+from mirage_ros.rollout.paths import (
+    CandidatePath,
+    InvalidPathError,
+    arc_fan,
+    resample_path,
+    validate_path,
+)
 
 __all__ = [
     "CandidatePath",
     "Critic",
-    "arc_fan",
+    "CriticBatch",
+    "Goal",
     "InvalidPathError",
-    "PathLengthCritic",
-    "PathTurningCritic",
     "ScoreTable",
+    "arc_fan",
+    "available_critics",
+    "make_critic",
+    "register",
+    "resample_path",
     "score_paths",
     "validate_path",
 ]

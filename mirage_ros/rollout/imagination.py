@@ -2,9 +2,12 @@
 
 Per step, for all paths at once: one memory read of every path's next camera pose (shared bank
 merged with each path's own overlay), one DiT sample conditioned on that read, the previous latent
-and the relative camera motion, one depth-head call, and one overlay write, so later steps see
-what earlier steps imagined. The shared bank is never written. Decoding to RGB is left to the
-caller (previews only).
+and the relative camera motion (Plücker rays computed in torch on the model's device), one
+depth-head call, and one overlay write, so later steps see what earlier steps imagined. The
+shared bank is never written. Decoding to RGB is left to the caller (previews only).
+
+This is the only imagination loop in the package: the engine, the evaluation and the
+benchmarks all run it through ``RolloutEngine``.
 """
 
 from __future__ import annotations
@@ -13,7 +16,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 
 from mirage_ros.memory import LatentMemory
@@ -21,11 +23,21 @@ from mirage_ros.model import WorldModel
 from mirage_ros.model.world_model import relative_rays
 
 
+class RolloutInterrupted(Exception):
+    """Raised between steps when the caller's ``on_step`` asks to stop (cancel, preempt)."""
+
+
 @dataclass(frozen=True)
 class Imagined:
     latents: torch.Tensor  # [N,T,C,h,w] raw latents of steps 1..T
     depth: torch.Tensor  # [N,T,h,w] metres, from the depth head
-    coverage: torch.Tensor  # [N,T] share of each step's view the memory (bank + overlay) filled
+    memory_depth: torch.Tensor  # [N,T,h,w] metres of what the read filled (0 elsewhere)
+    mask: torch.Tensor  # [N,T,h,w] bool, cells the read filled (bank + overlay)
+    coverage: torch.Tensor  # [N,T] share of each step's view the read filled
+
+    def merged_depth(self) -> torch.Tensor:
+        """Memory depth where the read filled a cell (measured or fused), the head's elsewhere."""
+        return torch.where(self.mask, self.memory_depth, self.depth)
 
 
 @torch.no_grad()
@@ -33,32 +45,37 @@ def imagine_paths(
     model: WorldModel,
     bank: LatentMemory,
     start_latent: torch.Tensor,
-    K_latent: np.ndarray,
-    cam_to_map: np.ndarray,
+    K_latent: torch.Tensor,
+    cam_to_map: torch.Tensor,
     *,
     sampler_steps: int = 2,
     generator: torch.Generator | None = None,
     timings: dict[str, float] | None = None,
+    on_step: Callable[[int, int], bool] | None = None,
 ) -> Imagined:
     """Imagine every path's views.
 
     start_latent: [1,C,h,w] or [N,C,h,w], the latest observed frame; K_latent: [3,3] at latent
-    resolution; cam_to_map: [N,T+1,4,4] camera poses, index 0 being the pose of start_latent.
-    `timings`, when given, accumulates seconds per phase (synchronising CUDA around each).
+    resolution; cam_to_map: [N,T+1,4,4] camera poses (float64 preferred), index 0 being the pose
+    of start_latent. ``timings``, when given, accumulates seconds per phase (synchronising CUDA
+    around each). ``on_step(done, total)`` runs after every step; returning False stops the
+    rollout with ``RolloutInterrupted``.
     """
     device = start_latent.device
-    n, t1 = cam_to_map.shape[:2]
+    poses = torch.as_tensor(cam_to_map).to(device)
+    if poses.dtype != torch.float64 and device.type != "mps":
+        poses = poses.double()
+    n, t1 = poses.shape[:2]
     h, w = start_latent.shape[-2:]
-    K = torch.from_numpy(np.asarray(K_latent)).float().to(device)
-    poses = torch.from_numpy(np.asarray(cam_to_map)).float().to(device)
+    K = torch.as_tensor(K_latent).to(device=device, dtype=torch.float32)
     overlay = bank.overlay(n)
     prev = start_latent.expand(n, -1, -1, -1)
     timed = _timer(device, timings)
-    latents, depths, coverage = [], [], []
+    latents, depths, mem_depths, masks = [], [], [], []
     for s in range(1, t1):
         view = timed("memory read", lambda s=s: overlay.read(poses[:, s], K, (h, w)))
         rays = timed("conditioning", lambda s=s: relative_rays(
-            K_latent, cam_to_map[:, s - 1], cam_to_map[:, s], (h, w)).to(device))
+            K, poses[:, s - 1], poses[:, s], (h, w)))
         cond = model.condition(view.latent, view.depth, view.mask, prev, rays)
         prev = timed("DiT sampling", lambda c=cond: model.imagine(c, sampler_steps, generator))
         depth = timed("depth head", lambda p=prev: model.depth(p)[0])
@@ -66,8 +83,18 @@ def imagine_paths(
             p, d, K, poses[:, s], float(s)))
         latents.append(prev)
         depths.append(depth)
-        coverage.append(view.coverage())
-    return Imagined(torch.stack(latents, 1), torch.stack(depths, 1), torch.stack(coverage, 1))
+        mem_depths.append(view.depth)
+        masks.append(view.mask)
+        if on_step is not None and on_step(s, t1 - 1) is False:
+            raise RolloutInterrupted(f"stopped after step {s} of {t1 - 1}")
+    mask = torch.stack(masks, 1)
+    return Imagined(
+        latents=torch.stack(latents, 1),
+        depth=torch.stack(depths, 1),
+        memory_depth=torch.stack(mem_depths, 1),
+        mask=mask,
+        coverage=mask.flatten(-2).float().mean(-1),
+    )
 
 
 def _timer(device: torch.device, timings: dict[str, float] | None) -> Callable:

@@ -118,3 +118,66 @@ def arc_fan(
             [np.zeros_like(s), np.zeros_like(s), np.sin(yaw / 2), np.cos(yaw / 2)], axis=1)
         fan.append(CandidatePath(frame_id, positions, quats, np.zeros_like(s)))
     return fan
+
+
+def resample_path(
+    path: CandidatePath, steps: int, step_length: float, step_angle: float
+) -> np.ndarray:
+    """Base poses ``[steps + 1, 4, 4]`` at equal progress along a path, from its first pose.
+
+    Progress mixes distance and turning, ``ds = sqrt(|dp|^2 + (dyaw * step_length /
+    step_angle)^2)``, so a turn on the spot advances too: one step is ``step_length`` metres of
+    travel or ``step_angle`` radians of turn. Positions are interpolated linearly, orientations
+    by quaternion slerp. A path shorter than the horizon holds its last pose for the remaining
+    steps (the robot stops there).
+    """
+    if steps < 1 or not step_length > 0 or not step_angle > 0:
+        raise ValueError("resample_path needs steps >= 1, step_length > 0 and step_angle > 0")
+    pos = np.asarray(path.positions, dtype=np.float64)
+    quat = np.asarray(path.quaternions_xyzw, dtype=np.float64)
+    # Consecutive quaternions on the same hemisphere, so slerp takes the short way round.
+    quat = quat.copy()
+    for i in range(1, len(quat)):
+        if np.dot(quat[i], quat[i - 1]) < 0:
+            quat[i] = -quat[i]
+    if len(pos) > 1:
+        dp = np.linalg.norm(np.diff(pos, axis=0), axis=1)
+        dots = np.clip(np.abs(np.sum(quat[1:] * quat[:-1], axis=1)), 0.0, 1.0)
+        dang = 2.0 * np.arccos(dots)
+        ds = np.sqrt(dp**2 + (dang * step_length / step_angle) ** 2)
+    else:
+        ds = np.zeros(0)
+    s = np.concatenate([[0.0], np.cumsum(ds)])
+    targets = np.minimum(np.arange(steps + 1) * step_length, s[-1])
+    seg = np.clip(np.searchsorted(s, targets, side="right") - 1, 0, max(len(s) - 2, 0))
+    if len(s) == 1:
+        p_out = np.repeat(pos, steps + 1, axis=0)
+        q_out = np.repeat(quat, steps + 1, axis=0)
+    else:
+        span = s[seg + 1] - s[seg]
+        f = np.where(span > 0, (targets - s[seg]) / np.where(span > 0, span, 1.0), 0.0)
+        f = np.clip(f, 0.0, 1.0)
+        p_out = pos[seg] + f[:, None] * (pos[seg + 1] - pos[seg])
+        q_out = slerp_xyzw(quat[seg], quat[seg + 1], f)
+    from mirage_ros.geometry import transform_from_translation_quat_xyzw
+
+    return transform_from_translation_quat_xyzw(p_out, q_out)
+
+
+def slerp_xyzw(q0: np.ndarray, q1: np.ndarray, f: np.ndarray) -> np.ndarray:
+    """Spherical interpolation of unit quaternions ``[..., 4]`` (either order) at fractions f."""
+    q0 = np.asarray(q0, dtype=np.float64)
+    q1 = np.asarray(q1, dtype=np.float64)
+    f = np.asarray(f, dtype=np.float64)[..., None]
+    dot = np.sum(q0 * q1, axis=-1, keepdims=True)
+    q1 = np.where(dot < 0, -q1, q1)
+    dot = np.abs(dot).clip(0.0, 1.0)
+    theta = np.arccos(dot)
+    sin = np.sin(theta)
+    # Nearly equal quaternions: linear interpolation is exact to rounding and avoids 0 / 0.
+    near = sin < 1e-9
+    safe = np.where(near, 1.0, sin)
+    a = np.where(near, 1.0 - f, np.sin((1.0 - f) * theta) / safe)
+    b = np.where(near, f, np.sin(f * theta) / safe)
+    q = a * q0 + b * q1
+    return q / np.linalg.norm(q, axis=-1, keepdims=True)

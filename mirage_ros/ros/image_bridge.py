@@ -1,5 +1,11 @@
 """sensor_msgs/Image <-> numpy, validated, without requiring cv_bridge.
 
+The message-level wrapper of :mod:`mirage_ros.sensors.image_codec`, which owns the layout rules
+(encodings, ``step``, byte order, validation, copies) and is shared with the rosbag2 importer;
+this module adds what needs ROS: building ``sensor_msgs/Image`` messages with their header, and
+the real cv_bridge where it works. Messages are duck-typed on ``encoding``, ``height``,
+``width``, ``step``, ``is_bigendian`` and ``data``.
+
 Images arrive from the network, so every inconsistency (unknown encoding, zero size, ``step``
 smaller than a row, ``data`` not ``step * height`` bytes, array/encoding mismatch) raises a
 ValueError that names the problem; callers log it and drop the frame.
@@ -34,6 +40,9 @@ import numpy as np
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
+from mirage_ros.sensors import image_codec
+from mirage_ros.sensors.image_codec import SUPPORTED_ENCODINGS, encoding_info, to_rgb8
+
 __all__ = [
     "SUPPORTED_ENCODINGS",
     "encoding_info",
@@ -44,108 +53,15 @@ __all__ = [
 ]
 
 
-def _build_table() -> dict[str, tuple[np.dtype, int]]:
-    table: dict[str, tuple[np.dtype, int]] = {}
-    for bits, dtype in ((8, np.uint8), (16, np.uint16)):
-        for name, channels in (("rgb", 3), ("bgr", 3), ("rgba", 4), ("bgra", 4), ("mono", 1)):
-            table[f"{name}{bits}"] = (np.dtype(dtype), channels)
-        for pattern in ("rggb", "bggr", "gbrg", "grbg"):
-            table[f"bayer_{pattern}{bits}"] = (np.dtype(dtype), 1)
-    # OpenCV-style generic encodings, e.g. 16UC1 (depth in mm) and 32FC1 (depth in m).
-    for depth, dtype in (
-        ("8U", np.uint8), ("8S", np.int8), ("16U", np.uint16), ("16S", np.int16),
-        ("32S", np.int32), ("32F", np.float32), ("64F", np.float64),
-    ):
-        for channels in (1, 2, 3, 4):
-            table[f"{depth}C{channels}"] = (np.dtype(dtype), channels)
-    return table
-
-
-_ENCODINGS = _build_table()
-SUPPORTED_ENCODINGS: tuple[str, ...] = tuple(sorted(_ENCODINGS))
-
-# Encodings the encoder input helper understands, and the channel indices giving R, G, B.
-_RGB_SOURCES: dict[str, tuple[int, int, int]] = {
-    "rgb8": (0, 1, 2),
-    "rgba8": (0, 1, 2),
-    "bgr8": (2, 1, 0),
-    "bgra8": (2, 1, 0),
-    "mono8": (0, 0, 0),
-}
-
-
-def encoding_info(encoding: str) -> tuple[np.dtype, int]:
-    """``(native dtype, channels)`` of a ROS image encoding; ValueError if unsupported."""
-    try:
-        return _ENCODINGS[encoding]
-    except (KeyError, TypeError):
-        raise ValueError(
-            f"unsupported image encoding {encoding!r}; supported: {', '.join(SUPPORTED_ENCODINGS)}"
-        ) from None
-
-
 def _check_message(msg: Image) -> tuple[np.dtype, int]:
-    dtype, channels = encoding_info(msg.encoding)
-    if msg.height == 0 or msg.width == 0:
-        raise ValueError(f"image has zero size: height={msg.height}, width={msg.width}")
-    row_bytes = msg.width * channels * dtype.itemsize
-    if msg.step < row_bytes:
-        raise ValueError(
-            f"step {msg.step} is smaller than one row of {msg.width} px x {channels} channels x "
-            f"{dtype.itemsize} bytes = {row_bytes} ({msg.encoding})"
-        )
-    expected = msg.step * msg.height
-    if len(msg.data) != expected:
-        problem = "too short" if len(msg.data) < expected else "too long"
-        raise ValueError(
-            f"image data {problem}: {len(msg.data)} bytes, expected step x height = "
-            f"{msg.step} x {msg.height} = {expected}"
-        )
-    return dtype, channels
-
-
-def _check_array(image: np.ndarray, encoding: str) -> tuple[np.dtype, int]:
-    dtype, channels = encoding_info(encoding)
-    if not isinstance(image, np.ndarray):
-        raise ValueError(f"expected a numpy array, got {type(image).__name__}")
-    shape_ok = image.ndim == 3 and image.shape[2] == channels
-    if channels == 1:
-        shape_ok = shape_ok or image.ndim == 2
-    if not shape_ok:
-        layout = "[h, w] or [h, w, 1]" if channels == 1 else f"[h, w, {channels}]"
-        raise ValueError(f"encoding {encoding} needs shape {layout}, got {image.shape}")
-    if image.shape[0] == 0 or image.shape[1] == 0:
-        raise ValueError(f"image has zero size: shape {image.shape}")
-    # Byte order is not part of the match: non-native input is converted on the way out.
-    if image.dtype.kind != dtype.kind or image.dtype.itemsize != dtype.itemsize:
-        raise ValueError(f"encoding {encoding} needs dtype {dtype}, got {image.dtype}")
-    return dtype, channels
-
-
-def _finish(image: np.ndarray, copy: bool) -> np.ndarray:
-    if copy:
-        return np.array(image, order="C", copy=True)
-    image.flags.writeable = False
-    return image
+    return image_codec.validate_fields(
+        msg.encoding, msg.height, msg.width, msg.step, len(msg.data))
 
 
 def _decode_numpy(msg: Image, dtype: np.dtype, channels: int) -> np.ndarray:
-    """Strided view of ``msg.data``, converted to native byte order where it is not."""
-    wire = dtype.newbyteorder(">" if msg.is_bigendian else "<")
-    try:
-        buffer = np.frombuffer(msg.data, dtype=np.uint8)
-    except TypeError as error:
-        raise ValueError(f"image data is not a byte buffer: {type(msg.data).__name__}") from error
-    # Strides carry the row padding, so no bytes move; step need not be a multiple of itemsize.
-    image = np.ndarray(
-        shape=(msg.height, msg.width, channels),
-        dtype=wire,
-        buffer=buffer,
-        strides=(msg.step, channels * dtype.itemsize, dtype.itemsize),
-    )
-    if channels == 1:
-        image = image[:, :, 0]
-    return image if wire.isnative else image.astype(dtype)
+    """Strided view of ``msg.data`` (native byte order), for a message already checked."""
+    return image_codec.unpack_image(
+        msg.data, msg.height, msg.width, msg.step, dtype, channels, msg.is_bigendian)
 
 
 def _probe_bridge(bridge: Any) -> bool:
@@ -204,22 +120,20 @@ def imgmsg_to_numpy(msg: Image, *, copy: bool = False) -> np.ndarray:
             image = image[:, :, 0]
     else:
         image = _decode_numpy(msg, dtype, channels)
-    return _finish(image, copy)
+    return image_codec.as_decoded(image, copy)
 
 
 def _encode_numpy(image: np.ndarray, encoding: str, header: Header | None) -> Image:
-    height, width = image.shape[:2]
-    data = array.array("B")
-    data.frombytes(image.reshape(-1).view(np.uint8))
+    fields = image_codec.encode_image(image, encoding)
     msg = Image(
-        height=height,
-        width=width,
-        encoding=encoding,
-        is_bigendian=int(sys.byteorder == "big"),
-        step=len(data) // height,
+        height=fields.height,
+        width=fields.width,
+        encoding=fields.encoding,
+        is_bigendian=fields.is_bigendian,
+        step=fields.step,
     )
     # Assigning an array.array stores it as is; it is ours, so no second copy is needed.
-    msg.data = data
+    msg.data = fields.data
     if header is not None:
         msg.header = header
     return msg
@@ -232,28 +146,11 @@ def numpy_to_imgmsg(image: np.ndarray, encoding: str, header: Header | None = No
     channel may be ``[h, w]`` or ``[h, w, 1]``); nothing is cast implicitly. ``header`` is
     attached as given.
     """
-    dtype, _ = _check_array(image, encoding)
-    native = np.ascontiguousarray(image, dtype=dtype)
+    dtype, _ = image_codec.check_array(image, encoding)
     bridge = _real_bridge()
     if bridge is not None:
-        return bridge.cv2_to_imgmsg(native, encoding, header)
-    return _encode_numpy(native, encoding, header)
-
-
-def to_rgb8(image: np.ndarray, encoding: str) -> np.ndarray:
-    """Fresh ``[h, w, 3]`` uint8 RGB array from rgb8, bgr8, rgba8, bgra8 or mono8 input.
-
-    Alpha is dropped, not composited; mono is replicated into all three channels.
-    """
-    if encoding not in _RGB_SOURCES:
-        raise ValueError(
-            f"cannot make RGB from encoding {encoding!r}; "
-            f"expected one of {', '.join(_RGB_SOURCES)}"
-        )
-    _check_array(image, encoding)
-    if image.ndim == 2:
-        image = image[:, :, None]
-    return np.ascontiguousarray(image[:, :, list(_RGB_SOURCES[encoding])])
+        return bridge.cv2_to_imgmsg(np.ascontiguousarray(image, dtype=dtype), encoding, header)
+    return _encode_numpy(image, encoding, header)
 
 
 def imgmsg_to_rgb8(msg: Image) -> np.ndarray:

@@ -1,9 +1,22 @@
-"""The imagination node: serves ScorePaths on ~/score_paths and scores ~/candidate_paths.
+"""The imagination node ``mirage``: camera -> latent memory; ScorePaths -> imagine -> critics.
 
-At this stage it scores with the path-geometry critics only; the memory and imagination critics
-join as the latent memory and the world model land. Every goal is validated first, and a bad
-goal is answered with INVALID_INPUT (or TRANSFORM_ERROR) and a message naming the path and pose:
-the node never crashes on what a planner sends.
+Inputs (relative names, remap them onto your robot's topics; sensor-data QoS):
+``camera/image_raw`` (rgb8, bgr8, mono8, ...), ``camera/depth`` (16UC1 mm or 32FC1 m; optional),
+``camera/camera_info``, ``odom`` (nav_msgs/Odometry: the base's pose in ``map_frame``). The
+camera mount comes from the ``camera_to_base`` parameter. Frames are paired with depth and
+odometry by stamp (``sync_tolerance``) and written into the memory at a bounded rate (only after
+``observe.min_translation`` or ``observe.min_rotation`` of motion, at most ``observe.max_rate``).
+
+Serves ``~/score_paths`` (mirage_ros/action/ScorePaths): every goal is validated first (a bad
+goal gets INVALID_INPUT / TRANSFORM_ERROR and a message naming the path and pose), then all
+paths are imagined in one batch from a snapshot of the memory, with feedback after every
+imagined step and cancel / preemption honoured between steps; NO_MEMORY before the first
+observation. Streams ``~/candidate_paths`` -> ``~/path_scores`` and ``~/planned_path`` ->
+``~/plan_preview``. Publishes ``~/best_path``, ``~/candidates`` (MarkerArray, one line strip per
+path coloured by score; built only when subscribed), ``~/previews`` (one labelled image grid),
+``~/memory_cloud`` (PointCloud2, throttled, only when subscribed) and ``/diagnostics``.
+Services ``~/save_memory``, ``~/load_memory`` (safetensors) and ``~/clear_memory``.
+Outputs carry the stamps of the inputs they answer, so bag replay lines up.
 """
 
 from __future__ import annotations
@@ -11,40 +24,72 @@ from __future__ import annotations
 import math
 import threading
 import time
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
+import torch
+from builtin_interfaces.msg import Time
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from geometry_msgs.msg import Point
+from nav_msgs.msg import Odometry, Path
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.action.server import ServerGoalHandle
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
+from rclpy.exceptions import InvalidParameterTypeException
 from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
+from rclpy.qos import qos_profile_sensor_data
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
+from std_msgs.msg import ColorRGBA, Header
+from std_srvs.srv import Trigger
+from visualization_msgs.msg import Marker, MarkerArray
 
 from mirage_ros.action import ScorePaths
+from mirage_ros.geometry import transform_from_translation_quat_xyzw
+from mirage_ros.memory import LatentMemory, MemoryFormatError
+from mirage_ros.model import CheckpointError, WorldModel
 from mirage_ros.msg import CandidatePaths, PathScores
 from mirage_ros.rollout import (
     CandidatePath,
+    Goal,
     InvalidPathError,
-    PathLengthCritic,
-    PathTurningCritic,
-    ScoreTable,
-    score_paths,
+    available_critics,
+    make_critic,
     validate_path,
 )
+from mirage_ros.rollout.critics import critic_class
+from mirage_ros.rollout.engine import (
+    EngineConfig,
+    NoMemoryError,
+    RolloutEngine,
+    RolloutInterrupted,
+    ScoreResult,
+)
+from mirage_ros.rollout.figures import preview_grid, score_colors
 from mirage_ros.ros.conversions import (
     critics_to_msgs,
     duration_from_seconds,
     path_from_msg,
+    paths_to_msgs,
     scores_to_list,
 )
-from mirage_ros.ros.image_bridge import imgmsg_to_numpy
+from mirage_ros.ros.image_bridge import imgmsg_to_numpy, imgmsg_to_rgb8, numpy_to_imgmsg
 from mirage_ros.ros.spin import run_node
+from mirage_ros.sensors import ObservationPairer, decode_depth
+from mirage_ros.srv import LoadMemory, SaveMemory
 
 Result = ScorePaths.Result
 
-# Parameter defaults; config/mirage.yaml repeats them (a test keeps the two in step).
+# The default mount is the simulator's camera: 0.5 m above base_link, pitched 10 degrees down,
+# as the optical frame (x right, y down, z forward) in base_link: x y z qx qy qz qw.
+_SIM_MOUNT = [0.0, 0.0, 0.5, -0.541675, 0.541675, -0.454519, 0.454519]
+
+# Parameter defaults; config/mirage.yaml repeats them (a test keeps the two in step). Critics
+# add their own, `<name>.weight` and `<name>.<parameter>`, for every critic in `critics`.
 DEFAULTS: dict[str, object] = {
     "map_frame": "map",
     "horizon": 8,
@@ -52,22 +97,59 @@ DEFAULTS: dict[str, object] = {
     "max_paths": 1024,
     "max_poses_per_path": 10000,
     "quaternion_tolerance": 0.01,
-    "critics.path_length.weight": 1.0,
-    "critics.path_turning.weight": 0.5,
+    "model_path": "",
+    "device": "auto",
+    "sampler_steps": 2,
+    "seed": 0,
+    "step_length": 0.25,
+    "step_angle": 0.35,
+    "robot_radius": 0.25,
+    "camera_to_base": _SIM_MOUNT,
+    "sync_tolerance": 0.05,
+    "depth_timeout": 0.5,
+    "observe.min_translation": 0.1,
+    "observe.min_rotation": 0.1,
+    "observe.max_rate": 2.0,
+    "memory.voxel_size": 0.05,
+    "memory.capacity": 300000,
+    "memory_file": "mirage_memory.safetensors",
+    "load_memory_at_start": False,
+    "critics": ["goal_pose", "goal_image", "clearance", "exploration", "path_length",
+                "path_turning"],
+    "latency_budget": 1.0,
+    "memory_cloud_period": 2.0,
+    "plan_preview_period": 1.0,
 }
 
 DESCRIPTIONS: dict[str, str] = {
-    "map_frame": "frame of the latent memory; paths must be given in it (tf lookups come later)",
+    "map_frame": "frame of the latent memory and of odometry; paths must be given in it",
     "horizon": "imagined steps per path when a goal asks for 0",
     "max_horizon": "largest horizon a goal may ask for",
     "max_paths": "largest number of candidate paths in one goal",
     "max_poses_per_path": "largest number of poses in one candidate path",
     "quaternion_tolerance": "allowed | |q| - 1 | before an orientation is refused",
-    "critics.path_length.weight": "weight of the path length critic (cost: metres)",
-    "critics.path_turning.weight": "weight of the path turning critic (cost: radians)",
+    "model_path": "world model weights (.safetensors); empty: the weights shipped in the package",
+    "device": "auto (cuda when available), cpu or cuda[:N]",
+    "sampler_steps": "flow-sampler steps per imagined frame (1-4; more is slower, sharper)",
+    "seed": "imagination noise seed; the same goal on the same memory gives the same answer",
+    "step_length": "metres of path between two imagined steps",
+    "step_angle": "radians of turning on the spot that count as one imagined step",
+    "robot_radius": "metres; the clearance critic's collision radius",
+    "camera_to_base": "camera optical frame in base_link: x y z qx qy qz qw",
+    "sync_tolerance": "seconds between an image and the depth / odometry paired with it",
+    "depth_timeout": "seconds without depth after which frames are written without it",
+    "observe.min_translation": "metres of motion since the last write before the next one",
+    "observe.min_rotation": "radians of turning since the last write before the next one",
+    "observe.max_rate": "most memory writes per second",
+    "memory.voxel_size": "metres",
+    "memory.capacity": "most voxels kept; the farthest and stalest are evicted first",
+    "memory_file": "default file of the save_memory / load_memory services",
+    "load_memory_at_start": "load memory_file when the node starts",
+    "critics": "active critics, by name (" + ", ".join(available_critics()) + ")",
+    "latency_budget": "seconds a ScorePaths goal should take; /diagnostics warns above it",
+    "memory_cloud_period": "seconds between ~/memory_cloud messages (when subscribed)",
+    "plan_preview_period": "seconds between ~/plan_preview images (when a plan is received)",
 }
-
-CRITICS = (PathLengthCritic(), PathTurningCritic())
 
 
 class GoalError(Exception):
@@ -84,24 +166,89 @@ class _ActiveGoal:
     preempted: threading.Event
 
 
+class _Rate:
+    """Messages per second over the last few seconds (diagnostics)."""
+
+    def __init__(self, window: float = 5.0) -> None:
+        self._times: deque[float] = deque()
+        self._window = window
+        self.total = 0
+
+    def tick(self) -> None:
+        now = time.monotonic()
+        self._times.append(now)
+        self.total += 1
+        while self._times and now - self._times[0] > self._window:
+            self._times.popleft()
+
+    def hz(self) -> float:
+        now = time.monotonic()
+        while self._times and now - self._times[0] > self._window:
+            self._times.popleft()
+        return len(self._times) / self._window
+
+
+def _seconds(stamp: Time) -> float:
+    return stamp.sec + stamp.nanosec * 1e-9
+
+
+def _stamp(seconds: float) -> Time:
+    sec = int(math.floor(seconds))
+    return Time(sec=sec, nanosec=min(int(round((seconds - sec) * 1e9)), 999_999_999))
+
+
 class MirageNode(Node):
     def __init__(self, **kwargs) -> None:
         super().__init__("mirage", **kwargs)
-        for name, default in DEFAULTS.items():
-            descriptor = ParameterDescriptor(description=DESCRIPTIONS[name])
-            self.declare_parameter(name, default, descriptor)
-        problem = _check_parameters({n: self.get_parameter(n).value for n in DEFAULTS})
+        try:
+            for name, default in DEFAULTS.items():
+                descriptor = ParameterDescriptor(description=DESCRIPTIONS[name],
+                                                 read_only=name in _READ_ONLY)
+                self.declare_parameter(name, default, descriptor)
+            self._critic_params = self._declare_critic_parameters()
+        except InvalidParameterTypeException as err:
+            raise ValueError(f"invalid parameter: {err}") from None
+        values = {n: self.get_parameter(n).value for n in (*DEFAULTS, *self._critic_params)}
+        problem = _check_parameters(values)
         if problem:
             raise ValueError(f"invalid parameter: {problem}")
         self.add_on_set_parameters_callback(self._on_set_parameters)
 
-        self._lock = threading.Lock()
+        self._engine = self._build_engine(values)
+        self._pairer = ObservationPairer(tolerance=float(values["sync_tolerance"]),
+                                         depth_timeout=float(values["depth_timeout"]))
+        self._pair_lock = threading.Lock()
+        self._goal_lock = threading.Lock()
         self._active: _ActiveGoal | None = None
+        self._last_write: tuple[float, np.ndarray] | None = None  # (wall time, base_to_map)
+        self._rates = {k: _Rate() for k in ("image", "depth", "odom", "written")}
+        self._bad_inputs: dict[str, int] = {}
+        self._last_latency: float | None = None
+        self._last_goal_error = ""
+        self._plan: tuple[Header, CandidatePath] | None = None
+        self._plan_done: Header | None = None
+        if values["load_memory_at_start"]:
+            ok, message = self._load_memory(str(values["memory_file"]))
+            if not ok:
+                raise ValueError(f"load_memory_at_start: {message}")
+            self.get_logger().info(message)
+
+        sensors = MutuallyExclusiveCallbackGroup()
+        qos = qos_profile_sensor_data
+        self.create_subscription(Image, "camera/image_raw", self._on_image, qos,
+                                 callback_group=sensors)
+        self.create_subscription(Image, "camera/depth", self._on_depth, qos,
+                                 callback_group=sensors)
+        self.create_subscription(CameraInfo, "camera/camera_info", self._on_camera_info, qos,
+                                 callback_group=sensors)
+        self.create_subscription(Odometry, "odom", self._on_odom, qos, callback_group=sensors)
+        # Encoding and fusing take tens of milliseconds: a timer of its own does it, so the
+        # sensor callbacks above only queue and never make odometry wait.
+        self.create_timer(0.02, self._on_observe_timer,
+                          callback_group=MutuallyExclusiveCallbackGroup())
 
         self._score_server = ActionServer(
-            self,
-            ScorePaths,
-            "~/score_paths",
+            self, ScorePaths, "~/score_paths",
             execute_callback=self._execute,
             goal_callback=self._on_goal,
             handle_accepted_callback=self._on_accepted,
@@ -109,18 +256,104 @@ class MirageNode(Node):
             callback_group=ReentrantCallbackGroup(),
         )
         self._scores_pub = self.create_publisher(PathScores, "~/path_scores", 10)
-        self._paths_sub = self.create_subscription(
-            CandidatePaths,
-            "~/candidate_paths",
-            self._on_candidate_paths,
-            10,
-            callback_group=MutuallyExclusiveCallbackGroup(),
-        )
+        self.create_subscription(CandidatePaths, "~/candidate_paths", self._on_candidate_paths,
+                                 10, callback_group=MutuallyExclusiveCallbackGroup())
+        self.create_subscription(Path, "~/planned_path", self._on_planned_path, 10,
+                                 callback_group=sensors)
+        self._best_pub = self.create_publisher(Path, "~/best_path", 10)
+        self._markers_pub = self.create_publisher(MarkerArray, "~/candidates", 10)
+        self._previews_pub = self.create_publisher(Image, "~/previews", 10)
+        self._plan_preview_pub = self.create_publisher(Image, "~/plan_preview", 10)
+        self._cloud_pub = self.create_publisher(PointCloud2, "~/memory_cloud", 1)
+        self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+
+        services = MutuallyExclusiveCallbackGroup()
+        self.create_service(SaveMemory, "~/save_memory", self._on_save, callback_group=services)
+        self.create_service(LoadMemory, "~/load_memory", self._on_load, callback_group=services)
+        self.create_service(Trigger, "~/clear_memory", self._on_clear, callback_group=services)
+
+        slow = MutuallyExclusiveCallbackGroup()
+        self.create_timer(float(values["plan_preview_period"]), self._on_plan_timer,
+                          callback_group=slow)
+        self.create_timer(float(values["memory_cloud_period"]), self._on_cloud_timer,
+                          callback_group=slow)
+        self.create_timer(1.0, self._on_diagnostics_timer, callback_group=slow)
+        model = self._engine.model
         self.get_logger().info(
-            f"serving {self.resolve_topic_name('~/score_paths', only_expand=True)} "
-            f"in frame '{self._param('map_frame')}'")
+            f"serving {self.resolve_topic_name('~/score_paths', only_expand=True)} in frame "
+            f"'{values['map_frame']}' on {self._engine.device}; world model "
+            f"{model.notes.get('trained', '?')} trained, "
+            f"{sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters; critics "
+            f"{', '.join(values['critics'])}")
+
+    # ---------------------------------------------------------------- set-up
+
+    def _declare_critic_parameters(self) -> list[str]:
+        names = []
+        for critic in self.get_parameter("critics").value:
+            try:
+                cls = critic_class(critic)
+            except ValueError as err:
+                raise ValueError(f"invalid parameter critics: {err}") from None
+            params = {"weight": (cls.default_weight, f"weight of {cls.description}"),
+                      **cls.parameters}
+            for key, (default, description) in params.items():
+                full = f"{critic}.{key}"
+                self.declare_parameter(full, default, ParameterDescriptor(description=description))
+                names.append(full)
+        return names
+
+    def _build_engine(self, values: dict[str, object]) -> RolloutEngine:
+        device = str(values["device"])
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        try:
+            model = (WorldModel.load(str(values["model_path"]), device) if values["model_path"]
+                     else WorldModel.default(device))
+        except (CheckpointError, FileNotFoundError, OSError) as err:
+            raise ValueError(f"model_path: {err}") from None
+        memory = LatentMemory(channels=model.latent_channels,
+                              voxel_size=float(values["memory.voxel_size"]),
+                              capacity=int(values["memory.capacity"]), device=device)
+        mount = list(values["camera_to_base"])
+        cam_to_base = transform_from_translation_quat_xyzw(mount[:3], mount[3:])
+        return RolloutEngine(model, memory, cam_to_base, self._critics(values),
+                             EngineConfig(step_length=float(values["step_length"]),
+                                          step_angle=float(values["step_angle"]),
+                                          sampler_steps=int(values["sampler_steps"]),
+                                          robot_radius=float(values["robot_radius"]),
+                                          seed=int(values["seed"])))
+
+    def _critics(self, values: dict[str, object]) -> list:
+        out = []
+        for name in values["critics"]:
+            cls = critic_class(name)
+            params = {k: values[f"{name}.{k}"] for k in cls.parameters}
+            out.append((make_critic(name, params), float(values[f"{name}.weight"])))
+        return out
+
+    def _values(self) -> dict[str, object]:
+        return {n: self.get_parameter(n).value for n in (*DEFAULTS, *self._critic_params)}
 
     # ---------------------------------------------------------------- callbacks (dispatch only)
+
+    def _on_image(self, msg: Image) -> None:
+        self._queue("image", msg, lambda: self._pairer.add_image(
+            _seconds(msg.header.stamp), imgmsg_to_rgb8(msg)))
+
+    def _on_depth(self, msg: Image) -> None:
+        self._queue("depth", msg, lambda: self._pairer.add_depth(
+            _seconds(msg.header.stamp), decode_depth(imgmsg_to_numpy(msg), msg.encoding)))
+
+    def _on_camera_info(self, msg: CameraInfo) -> None:
+        self._queue("camera_info", msg, lambda: self._pairer.set_camera_info(
+            np.asarray(msg.k, dtype=np.float64).reshape(3, 3), msg.width, msg.height))
+
+    def _on_odom(self, msg: Odometry) -> None:
+        self._queue("odom", msg, lambda: self._add_odometry(msg))
+
+    def _on_observe_timer(self) -> None:
+        self._observe_ready()
 
     def _on_goal(self, goal: ScorePaths.Goal) -> GoalResponse:
         # Malformed goals are accepted and answered with INVALID_INPUT: a rejection carries no
@@ -130,7 +363,7 @@ class MirageNode(Node):
     def _on_accepted(self, handle: ServerGoalHandle) -> None:
         # One goal at a time, newest wins: a planner that sends a new query no longer needs the
         # old one (Nav2's preemption semantics).
-        with self._lock:
+        with self._goal_lock:
             if self._active is not None:
                 self._active.preempted.set()
             self._active = _ActiveGoal(handle, threading.Event())
@@ -140,30 +373,107 @@ class MirageNode(Node):
         return CancelResponse.ACCEPT
 
     def _on_candidate_paths(self, msg: CandidatePaths) -> None:
-        try:
-            table = self._score(self._parse_paths(msg.paths, msg.header.frame_id))
-        except GoalError as err:
-            self.get_logger().warning(
-                f"~/candidate_paths: {err}", throttle_duration_sec=5.0)
-            return
-        self._scores_pub.publish(PathScores(
-            header=msg.header,
-            scores=scores_to_list(table),
-            best_index=table.best_index,
-            critics=critics_to_msgs(table),
-        ))
+        self._score_stream(msg)
+
+    def _on_planned_path(self, msg: Path) -> None:
+        self._keep_plan(msg)
+
+    def _on_plan_timer(self) -> None:
+        self._publish_plan_preview()
+
+    def _on_cloud_timer(self) -> None:
+        self._publish_memory_cloud()
+
+    def _on_diagnostics_timer(self) -> None:
+        self._publish_diagnostics()
+
+    def _on_save(self, request: SaveMemory.Request, response: SaveMemory.Response):
+        response.success, response.message, response.voxels = self._save_memory(request.path)
+        return response
+
+    def _on_load(self, request: LoadMemory.Request, response: LoadMemory.Response):
+        response.success, response.message = self._load_memory(request.path)
+        response.voxels = len(self._engine.memory) if response.success else 0
+        return response
+
+    def _on_clear(self, request: Trigger.Request, response: Trigger.Response):
+        response.success, response.message = self._clear_memory()
+        return response
 
     def _on_set_parameters(self, params: Sequence[Parameter]) -> SetParametersResult:
-        values = {n: self.get_parameter(n).value for n in DEFAULTS}
-        values.update({p.name: p.value for p in params if p.name in DEFAULTS})
+        values = self._values()
+        values.update({p.name: p.value for p in params if p.name in values})
         problem = _check_parameters(values)
         return SetParametersResult(successful=problem is None, reason=problem or "")
+
+    # ---------------------------------------------------------------- observations
+
+    def _queue(self, kind: str, msg, push) -> None:
+        """Hand a message to the pairer; a malformed one is counted and dropped, never raised."""
+        try:
+            with self._pair_lock:
+                push()
+        except (ValueError, TypeError) as err:
+            self._bad_inputs[kind] = self._bad_inputs.get(kind, 0) + 1
+            self.get_logger().warning(f"dropped a {kind} message: {err}",
+                                      throttle_duration_sec=5.0)
+            return
+        if kind in self._rates:
+            self._rates[kind].tick()
+
+    def _add_odometry(self, msg: Odometry) -> None:
+        frame = str(self.get_parameter("map_frame").value)
+        if msg.header.frame_id != frame:
+            raise ValueError(f"odometry is in frame '{msg.header.frame_id}', expected "
+                             f"'{frame}' (map_frame)")
+        p, q = msg.pose.pose.position, msg.pose.pose.orientation
+        quat = np.array([q.x, q.y, q.z, q.w])
+        norm = float(np.linalg.norm(quat))
+        if not math.isfinite(norm) or abs(norm - 1.0) > 0.01:
+            raise ValueError(f"odometry orientation has length {norm:.4g}, expected 1")
+        pose = transform_from_translation_quat_xyzw([p.x, p.y, p.z], quat / norm)
+        self._pairer.add_pose(_seconds(msg.header.stamp), pose)
+
+    def _observe_ready(self) -> None:
+        with self._pair_lock:
+            ready = self._pairer.pop_ready()
+        if not ready:
+            return
+        obs = ready[-1]  # the newest; older ones are superseded by it
+        if not self._due(obs.base_to_map):
+            return
+        try:
+            stats = self._engine.observe(
+                torch.from_numpy(obs.rgb),
+                None if obs.depth is None else torch.from_numpy(obs.depth),
+                obs.K, torch.from_numpy(obs.base_to_map), obs.stamp)
+        except ValueError as err:
+            self._bad_inputs["observation"] = self._bad_inputs.get("observation", 0) + 1
+            self.get_logger().warning(f"observation at {obs.stamp:.3f} not written: {err}",
+                                      throttle_duration_sec=5.0)
+            return
+        self._last_write = (time.monotonic(), obs.base_to_map)
+        self._rates["written"].tick()
+        self.get_logger().debug(f"observed {obs.stamp:.3f}: {stats}")
+
+    def _due(self, base_to_map: np.ndarray) -> bool:
+        """The write-rate policy: enough time since the last write, and enough motion."""
+        if self._last_write is None:
+            return True
+        when, pose = self._last_write
+        if time.monotonic() - when < 1.0 / float(self.get_parameter("observe.max_rate").value):
+            return False
+        moved = float(np.linalg.norm(base_to_map[:3, 3] - pose[:3, 3]))
+        cos = (np.trace(pose[:3, :3].T @ base_to_map[:3, :3]) - 1.0) / 2.0
+        turned = math.acos(max(-1.0, min(1.0, cos)))
+        return (moved >= float(self.get_parameter("observe.min_translation").value)
+                or turned >= float(self.get_parameter("observe.min_rotation").value))
 
     # ---------------------------------------------------------------- goal execution
 
     def _execute(self, handle: ServerGoalHandle) -> ScorePaths.Result:
         started = time.monotonic()
-        with self._lock:
+        with self._goal_lock:
             active = self._active if self._active and self._active.handle is handle else None
         preempted = active.preempted if active else threading.Event()
         try:
@@ -174,41 +484,69 @@ class MirageNode(Node):
             self.get_logger().error(f"ScorePaths failed: {err!r}")
             result = Result(error_code=Result.INTERNAL_ERROR, error_msg=f"internal error: {err!r}")
         finally:
-            with self._lock:
+            with self._goal_lock:
                 if self._active is not None and self._active.handle is handle:
                     self._active = None
-        result.planning_time = duration_from_seconds(time.monotonic() - started)
+        elapsed = time.monotonic() - started
+        result.planning_time = duration_from_seconds(elapsed)
         if result.error_code == Result.SUCCESS:
+            self._last_latency = elapsed
             handle.succeed()
         elif result.error_code == Result.CANCELED and handle.is_cancel_requested:
             handle.canceled()
         else:
+            self._last_goal_error = result.error_msg
             handle.abort()
         return result
 
     def _serve(
         self, handle: ServerGoalHandle, goal: ScorePaths.Goal, preempted: threading.Event
     ) -> ScorePaths.Result:
+        self._check_interrupt(handle, preempted)
         paths = self._parse_paths(goal.paths, goal.header.frame_id)
-        horizon = goal.horizon or int(self._param("horizon"))
-        if horizon > int(self._param("max_horizon")):
-            raise GoalError(
-                Result.INVALID_INPUT,
-                f"horizon {horizon} exceeds max_horizon {self._param('max_horizon')}")
-        self._check_goal_extras(goal)
+        horizon = int(goal.horizon) or int(self.get_parameter("horizon").value)
+        max_horizon = int(self.get_parameter("max_horizon").value)
+        if horizon > max_horizon:
+            raise GoalError(Result.INVALID_INPUT,
+                            f"horizon {horizon} exceeds max_horizon {max_horizon}")
+        target = self._parse_goal(goal)
+        total = len(paths) * horizon
 
-        steps_total = len(paths) * horizon
-        self._check_interrupt(handle, preempted)
-        table = self._score(paths)
-        self._check_interrupt(handle, preempted)
-        handle.publish_feedback(
-            ScorePaths.Feedback(steps_done=steps_total, steps_total=steps_total))
+        def on_step(done: int, steps: int) -> bool:
+            handle.publish_feedback(ScorePaths.Feedback(steps_done=done * len(paths),
+                                                        steps_total=total))
+            return not (handle.is_cancel_requested or preempted.is_set())
+
+        outcome = self._score(paths, horizon, target, int(goal.num_previews), on_step,
+                              handle, preempted)
+        table = outcome.table
+        header = Header(stamp=goal.header.stamp, frame_id=str(self.get_parameter("map_frame")
+                                                                .value))
+        previews = [numpy_to_imgmsg(_rgb8(img), "rgb8", header) for img in outcome.previews]
+        self._publish_outcome(header, paths, outcome)
         return Result(
             error_code=Result.SUCCESS,
             scores=scores_to_list(table),
             best_index=table.best_index,
             critics=critics_to_msgs(table),
+            previews=previews,
+            preview_indices=outcome.preview_indices,
         )
+
+    def _score(self, paths, horizon, target, num_previews, on_step, handle=None,
+               preempted=None) -> ScoreResult:
+        self._engine.critics = self._critics(self._values())
+        try:
+            return self._engine.score(paths, horizon, target, num_previews, on_step)
+        except NoMemoryError as err:
+            raise GoalError(Result.NO_MEMORY,
+                            f"{err}; the node has received no paired camera image + odometry "
+                            "(check the camera/image_raw, camera/camera_info and odom "
+                            "remappings and the stamps)") from None
+        except RolloutInterrupted:
+            if handle is not None and handle.is_cancel_requested:
+                raise GoalError(Result.CANCELED, "canceled by the client") from None
+            raise GoalError(Result.PREEMPTED, "preempted by a newer ScorePaths goal") from None
 
     def _check_interrupt(self, handle: ServerGoalHandle, preempted: threading.Event) -> None:
         if handle.is_cancel_requested:
@@ -216,24 +554,23 @@ class MirageNode(Node):
         if preempted.is_set():
             raise GoalError(Result.PREEMPTED, "preempted by a newer ScorePaths goal")
 
-    # ---------------------------------------------------------------- validation and scoring
+    # ---------------------------------------------------------------- validation
 
     def _parse_paths(self, msgs: Sequence, goal_frame: str) -> list[CandidatePath]:
         if len(msgs) == 0:
             raise GoalError(Result.INVALID_INPUT, "goal has no paths")
-        max_paths = int(self._param("max_paths"))
+        max_paths = int(self.get_parameter("max_paths").value)
         if len(msgs) > max_paths:
             raise GoalError(
                 Result.INVALID_INPUT, f"goal has {len(msgs)} paths; max_paths is {max_paths}")
-        map_frame = str(self._param("map_frame"))
+        map_frame = str(self.get_parameter("map_frame").value)
         paths = []
         for i, msg in enumerate(msgs):
             try:
                 path = validate_path(
-                    path_from_msg(msg, goal_frame),
-                    i,
-                    max_poses=int(self._param("max_poses_per_path")),
-                    quaternion_tolerance=float(self._param("quaternion_tolerance")),
+                    path_from_msg(msg, goal_frame), i,
+                    max_poses=int(self.get_parameter("max_poses_per_path").value),
+                    quaternion_tolerance=float(self.get_parameter("quaternion_tolerance").value),
                 )
             except InvalidPathError as err:
                 raise GoalError(Result.INVALID_INPUT, str(err)) from None
@@ -241,34 +578,222 @@ class MirageNode(Node):
                 raise GoalError(
                     Result.TRANSFORM_ERROR,
                     f"path {i}: frame '{path.frame_id}' cannot be resolved to '{map_frame}' "
-                    f"(this node has no tf lookup yet; send paths in '{map_frame}')")
+                    f"(this node has no tf lookup; send paths in '{map_frame}')")
             paths.append(path)
         return paths
 
-    def _check_goal_extras(self, goal: ScorePaths.Goal) -> None:
+    def _parse_goal(self, goal: ScorePaths.Goal) -> Goal:
+        pose = latent = None
         img = goal.goal_image
         if img.width or img.height or len(img.data):
             try:
-                imgmsg_to_numpy(img)
+                rgb = imgmsg_to_rgb8(img)
+                latent = self._engine.encode_image(torch.from_numpy(np.ascontiguousarray(rgb)))
             except ValueError as err:
                 raise GoalError(Result.INVALID_INPUT, f"goal_image: {err}") from None
         if goal.goal_pose.header.frame_id:
+            map_frame = str(self.get_parameter("map_frame").value)
+            if goal.goal_pose.header.frame_id != map_frame:
+                raise GoalError(Result.TRANSFORM_ERROR,
+                                f"goal_pose: frame '{goal.goal_pose.header.frame_id}' cannot be "
+                                f"resolved to '{map_frame}' (send it in '{map_frame}')")
             p, q = goal.goal_pose.pose.position, goal.goal_pose.pose.orientation
             values = (p.x, p.y, p.z, q.x, q.y, q.z, q.w)
             if not all(math.isfinite(v) for v in values):
                 raise GoalError(Result.INVALID_INPUT, "goal_pose: NaN or infinite value")
+            quat = np.array([q.x, q.y, q.z, q.w])
+            norm = float(np.linalg.norm(quat))
+            tol = float(self.get_parameter("quaternion_tolerance").value)
+            if abs(norm - 1.0) > tol:
+                raise GoalError(Result.INVALID_INPUT,
+                                f"goal_pose: orientation quaternion has length {norm:.4g}; "
+                                f"expected 1 within {tol:g}")
+            pose = torch.from_numpy(
+                transform_from_translation_quat_xyzw([p.x, p.y, p.z], quat / norm))
+        return Goal(pose=pose, latent=latent)
 
-    def _score(self, paths: Sequence[CandidatePath]) -> ScoreTable:
-        weights = [float(self._param(f"critics.{c.name}.weight")) for c in CRITICS]
-        return score_paths(paths, list(zip(CRITICS, weights, strict=True)))
+    # ---------------------------------------------------------------- outputs
 
-    def _param(self, name: str) -> object:
-        return self.get_parameter(name).value
+    def _publish_outcome(self, header: Header, paths: list[CandidatePath],
+                         outcome: ScoreResult) -> None:
+        table = outcome.table
+        best = paths_to_msgs([paths[table.best_index]])[0]
+        best.header = header
+        self._best_pub.publish(best)
+        if self._markers_pub.get_subscription_count() > 0:
+            self._markers_pub.publish(_markers(header, paths, table.scores))
+        if len(outcome.preview_indices) and self._previews_pub.get_subscription_count() > 0:
+            labels = [f"#{i} score {table.scores[i]:.2f}" for i in outcome.preview_indices]
+            grid = preview_grid(outcome.previews, labels)
+            self._previews_pub.publish(numpy_to_imgmsg(grid, "rgb8", header))
+
+    def _score_stream(self, msg: CandidatePaths) -> None:
+        try:
+            paths = self._parse_paths(msg.paths, msg.header.frame_id)
+            outcome = self._score(paths, int(self.get_parameter("horizon").value), Goal(), 0,
+                                  None)
+        except GoalError as err:
+            self.get_logger().warning(f"~/candidate_paths: {err}", throttle_duration_sec=5.0)
+            return
+        table = outcome.table
+        self._scores_pub.publish(PathScores(header=msg.header, scores=scores_to_list(table),
+                                            best_index=table.best_index,
+                                            critics=critics_to_msgs(table)))
+        header = Header(stamp=msg.header.stamp,
+                        frame_id=str(self.get_parameter("map_frame").value))
+        self._publish_outcome(header, paths, outcome)
+
+    def _keep_plan(self, msg: Path) -> None:
+        try:
+            path = self._parse_paths([msg], msg.header.frame_id)[0]
+        except GoalError as err:
+            self._bad_inputs["planned_path"] = self._bad_inputs.get("planned_path", 0) + 1
+            self.get_logger().warning(f"~/planned_path: {err}", throttle_duration_sec=5.0)
+            return
+        self._plan = (msg.header, path)
+
+    def _publish_plan_preview(self) -> None:
+        plan = self._plan
+        if plan is None or plan[0] is self._plan_done:
+            return
+        if self._plan_preview_pub.get_subscription_count() == 0:
+            return
+        header, path = plan
+        try:
+            outcome = self._engine.score([path], int(self.get_parameter("horizon").value))
+        except NoMemoryError:
+            return
+        self._plan_done = header
+        if outcome.imagined is None:
+            return
+        frames = self._engine.decode(outcome.imagined.latents[0])  # [T,3,H,W]
+        strip = torch.cat(list(frames), dim=2)
+        self._plan_preview_pub.publish(numpy_to_imgmsg(
+            _rgb8(strip), "rgb8", Header(stamp=header.stamp, frame_id=header.frame_id)))
+
+    def _publish_memory_cloud(self) -> None:
+        if self._cloud_pub.get_subscription_count() == 0:
+            return
+        memory, last = self._engine.snapshot()
+        if len(memory) == 0:
+            return
+        xyz = memory.positions.float().cpu().numpy()
+        rgb = self._engine.colors(memory.latents).numpy().astype(np.uint32)
+        packed = (rgb[:, 0] << 16) | (rgb[:, 1] << 8) | rgb[:, 2]
+        data = np.empty(len(xyz), dtype=[("x", "<f4"), ("y", "<f4"), ("z", "<f4"),
+                                         ("rgb", "<u4")])
+        data["x"], data["y"], data["z"], data["rgb"] = xyz[:, 0], xyz[:, 1], xyz[:, 2], packed
+        msg = PointCloud2(
+            header=Header(stamp=_stamp(last.stamp if last else 0.0),
+                          frame_id=str(self.get_parameter("map_frame").value)),
+            height=1, width=len(xyz), is_bigendian=False, point_step=16,
+            row_step=16 * len(xyz), is_dense=True,
+            fields=[PointField(name=n, offset=4 * i, datatype=d, count=1) for i, (n, d) in
+                    enumerate((("x", PointField.FLOAT32), ("y", PointField.FLOAT32),
+                               ("z", PointField.FLOAT32), ("rgb", PointField.UINT32)))])
+        msg.data = data.tobytes()
+        self._cloud_pub.publish(msg)
+
+    def _publish_diagnostics(self) -> None:
+        memory = self._engine.memory
+        budget = float(self.get_parameter("latency_budget").value)
+        latency = self._last_latency
+        with self._pair_lock:
+            dropped = {**self._pairer.dropped, **self._bad_inputs}
+        level, message = DiagnosticStatus.OK, "imagining"
+        if len(memory) == 0:
+            level, message = DiagnosticStatus.WARN, "memory empty: no paired camera + odometry"
+        elif latency is not None and latency > budget:
+            level, message = DiagnosticStatus.WARN, (
+                f"last ScorePaths took {latency:.3f} s, over the {budget:.3f} s budget")
+        values = {
+            "last ScorePaths latency (s)": "n/a" if latency is None else f"{latency:.4f}",
+            "latency budget (s)": f"{budget:.3f}",
+            "image rate (Hz)": f"{self._rates['image'].hz():.2f}",
+            "depth rate (Hz)": f"{self._rates['depth'].hz():.2f}",
+            "odometry rate (Hz)": f"{self._rates['odom'].hz():.2f}",
+            "memory writes (Hz)": f"{self._rates['written'].hz():.2f}",
+            "observations written": str(self._rates["written"].total),
+            "voxels": str(len(memory)),
+            "capacity": str(memory.capacity),
+            "memory fill": f"{len(memory) / memory.capacity:.4f}",
+            "memory bytes": str(memory.nbytes),
+            "device": str(self._engine.device),
+            "last goal error": self._last_goal_error,
+        }
+        values.update({f"dropped {k}": str(v) for k, v in sorted(dropped.items())})
+        status = DiagnosticStatus(
+            level=level, name=f"{self.get_name()}: imagination", message=message,
+            hardware_id=str(self._engine.device),
+            values=[KeyValue(key=k, value=v) for k, v in values.items()])
+        self._diag_pub.publish(DiagnosticArray(header=Header(stamp=self.get_clock().now()
+                                                             .to_msg()), status=[status]))
+
+    # ---------------------------------------------------------------- memory services
+
+    def _memory_path(self, path: str) -> str:
+        return path or str(self.get_parameter("memory_file").value)
+
+    def _save_memory(self, path: str) -> tuple[bool, str, int]:
+        path = self._memory_path(path)
+        memory, _ = self._engine.snapshot()
+        try:
+            memory.save(path)
+        except OSError as err:
+            return False, f"cannot write {path}: {err}", 0
+        return True, f"saved {len(memory)} voxels to {path}", len(memory)
+
+    def _load_memory(self, path: str) -> tuple[bool, str]:
+        path = self._memory_path(path)
+        try:
+            with self._engine.locked():
+                self._engine.memory.load_into(path)
+        except (MemoryFormatError, OSError) as err:
+            return False, f"cannot load {path}: {err} (the memory in use is unchanged)"
+        return True, f"loaded {len(self._engine.memory)} voxels from {path}"
+
+    def _clear_memory(self) -> tuple[bool, str]:
+        with self._engine.locked():
+            n = len(self._engine.memory)
+            self._engine.memory.clear()
+        self._last_write = None
+        return True, f"cleared {n} voxels"
+
+
+_READ_ONLY = {"model_path", "device", "memory.voxel_size", "memory.capacity", "critics",
+              "camera_to_base", "sync_tolerance", "depth_timeout", "memory_cloud_period",
+              "plan_preview_period", "load_memory_at_start", "sampler_steps", "seed",
+              "step_length", "step_angle", "robot_radius"}
+
+
+def _rgb8(chw: torch.Tensor) -> np.ndarray:
+    return np.ascontiguousarray(
+        (chw.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy())
+
+
+def _markers(header: Header, paths: Sequence[CandidatePath], scores: np.ndarray) -> MarkerArray:
+    """One line strip per path coloured by score (MPPI's trajectory visualiser), best wider;
+    each strip's ``text`` holds its score (RViz ignores it on line strips)."""
+    colours = score_colors(scores)
+    best = int(np.argmax(scores))
+    out = MarkerArray(markers=[Marker(header=header, ns="candidates", action=Marker.DELETEALL)])
+    for i, path in enumerate(paths):
+        m = Marker(header=header, ns="candidates", id=i, type=Marker.LINE_STRIP,
+                   action=Marker.ADD)
+        m.pose.orientation.w = 1.0
+        m.text = f"{scores[i]:.6g}"  # the score itself, for tools that redraw the picture
+        m.scale.x = 0.05 if i == best else 0.02
+        r, g, b = (float(c) / 255.0 for c in colours[i])
+        m.color = ColorRGBA(r=r, g=g, b=b, a=1.0)
+        m.points = [Point(x=float(p[0]), y=float(p[1]), z=float(p[2])) for p in path.positions]
+        out.markers.append(m)
+    return out
 
 
 def _check_parameters(values: dict[str, object]) -> str | None:
     """Return a description of the first invalid parameter value, or None."""
-    for name in ("horizon", "max_horizon", "max_paths", "max_poses_per_path"):
+    for name in ("horizon", "max_horizon", "max_paths", "max_poses_per_path", "sampler_steps",
+                 "memory.capacity"):
         if not isinstance(values[name], int) or values[name] < 1:
             return f"{name} must be a positive integer, got {values[name]!r}"
     if values["horizon"] > values["max_horizon"]:
@@ -276,17 +801,35 @@ def _check_parameters(values: dict[str, object]) -> str | None:
     tol = values["quaternion_tolerance"]
     if not isinstance(tol, float) or not 0.0 < tol < 1.0:
         return f"quaternion_tolerance must be in (0, 1), got {tol!r}"
+    for name in ("step_length", "step_angle", "robot_radius", "sync_tolerance", "depth_timeout",
+                 "observe.max_rate", "memory.voxel_size", "latency_budget",
+                 "memory_cloud_period", "plan_preview_period"):
+        v = values[name]
+        if not isinstance(v, float) or not math.isfinite(v) or v <= 0.0:
+            return f"{name} must be a positive float, got {v!r}"
+    for name in ("observe.min_translation", "observe.min_rotation"):
+        v = values[name]
+        if not isinstance(v, float) or not math.isfinite(v) or v < 0.0:
+            return f"{name} must be a float >= 0, got {v!r}"
     for name, value in values.items():
-        if name.endswith(".weight") and (not isinstance(value, float) or not value >= 0.0
+        if name.endswith(".weight") and (not isinstance(value, float)
                                          or not math.isfinite(value)):
-            return f"{name} must be a finite float >= 0, got {value!r}"
+            return f"{name} must be a finite float, got {value!r}"
+    mount = list(values["camera_to_base"])
+    if len(mount) != 7 or not all(math.isfinite(float(v)) for v in mount) \
+            or abs(float(np.linalg.norm(mount[3:])) - 1.0) > 0.01:
+        return ("camera_to_base must be [x, y, z, qx, qy, qz, qw] with a unit quaternion, got "
+                f"{mount!r}")
     if not values["map_frame"]:
         return "map_frame must not be empty"
+    if not values["critics"] or len(set(values["critics"])) != len(values["critics"]):
+        return f"critics must list distinct critic names, got {values['critics']!r}"
     return None
 
 
 def main(args: list[str] | None = None) -> int:
-    return run_node(MirageNode, lambda: MultiThreadedExecutor(num_threads=4), "mirage_node", args)
+    return run_node(MirageNode, lambda: MultiThreadedExecutor(num_threads=6), "mirage_node",
+                    args)
 
 
 if __name__ == "__main__":

@@ -36,14 +36,13 @@ from rosgraph_msgs.msg import Clock as ClockMsg
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Bool, Header
 
-from mirage_ros.geometry import PinholeCamera, matrix_to_quat_xyzw
+from mirage_ros.geometry import CameraRig, PinholeCamera, matrix_to_quat_xyzw
 from mirage_ros.rollout import InvalidPathError, validate_path
 from mirage_ros.ros.conversions import path_from_msg
 from mirage_ros.ros.image_bridge import numpy_to_imgmsg
 from mirage_ros.ros.spin import run_node
 from mirage_ros.sim.motion import Limits, RobotState
 from mirage_ros.sim.render import Renderer
-from mirage_ros.sim.rig import CameraRig
 from mirage_ros.sim.robot import MODES, SimRobot
 from mirage_ros.sim.scene import scene_from_config
 
@@ -80,7 +79,9 @@ DESCRIPTIONS: dict[str, str] = {
     "max_yaw_rate": "rad/s",
     "cmd_vel_timeout": "seconds a ~/cmd_vel command stays in force",
     "tour_seed": "seed of the scripted tour (and of the random start pose)",
-    "start_pose": "[x, y, yaw] in the map frame; [0.0] (one value): a random free spot",
+    "start_pose": "[x, y, yaw] in the map frame, in free space; the robot (and a tour) stays in "
+                  "the free region around it. [0.0] (one value): a random spot of an enclosed "
+                  "free region (inside a building, not around it)",
     "map_frame": "frame of odometry and paths",
     "base_frame": "child frame of the odometry",
     "camera_frame": "frame_id of the camera topics (an optical frame, REP-103)",
@@ -113,7 +114,9 @@ def _check_parameters(values: dict[str, object]) -> str | None:
         if not isinstance(values[name], int) or not 8 <= values[name] <= 4096:
             return f"{name} must be an integer in [8, 4096], got {values[name]!r}"
     start = list(values["start_pose"])
-    if len(start) not in (1, 3) or not all(math.isfinite(v) for v in start):
+    if len(start) not in (1, 3) or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+            for v in start):
         return f"start_pose must be [x, y, yaw] or [0.0], got {start!r}"
     if values["scene_seed"] < 0:
         return f"scene_seed must be >= 0, got {values['scene_seed']}"
@@ -126,8 +129,10 @@ class SimNode(Node):
         # rclpy destroys a node that failed half-way through __init__ at shutdown, too.
         self._renderer: Renderer | None = None
         for name, default in DEFAULTS.items():
+            # start_pose takes integers too ([1, 2, 0] is read as an integer array).
             descriptor = ParameterDescriptor(description=DESCRIPTIONS[name],
-                                             read_only=name != "mode")
+                                             read_only=name != "mode",
+                                             dynamic_typing=name == "start_pose")
             self.declare_parameter(name, default, descriptor)
         values = {n: self.get_parameter(n).value for n in DEFAULTS}
         problem = _check_parameters(values)
@@ -141,7 +146,7 @@ class SimNode(Node):
                                      float(values["camera.height_m"]),
                                      float(values["camera.pitch_deg"]))
         self._renderer = Renderer(self._scene, self._rig.camera, shadows=bool(values["shadows"]))
-        start = list(values["start_pose"])
+        start = [float(v) for v in values["start_pose"]]
         self._robot = SimRobot(
             self._scene,
             robot_radius=float(values["robot_radius"]),
@@ -177,6 +182,10 @@ class SimNode(Node):
             f"scene {self._scene.name}, robot at ({s.x:.2f}, {s.y:.2f}, yaw {s.yaw:.2f}), "
             f"mode {self._robot.mode}, {self._rig.camera.width}x{self._rig.camera.height} "
             f"at {1.0 / self._dt:g} Hz")
+        if not self._robot.region_enclosed:
+            self.get_logger().warning(
+                "the robot's free region is not walled in: it reaches the edge of the scene "
+                "(an open scene, or a start outside the building)")
 
     # ---------------------------------------------------------------- callbacks (dispatch only)
 

@@ -2,10 +2,13 @@
 
 Modules: ``layout`` (floor plans), ``materials``, ``furniture``, ``mjcf`` and ``procedural``
 (seeded scene generation), ``scene`` (compiled scenes, also from a user's MJCF), ``obstacles``
-(2D footprints, exact clearance, clearance grids), ``rig`` and ``render`` (the camera on the
-robot, RGB-D rendering), ``planning``, ``motion`` and ``tour`` (collision-free robot-like
-trajectories), ``truth`` (ground truth along any path), ``robot`` (the sim node's robot), and
-the CLIs ``generate`` (datasets) and ``contact_sheet``.
+(2D footprints, exact clearance, clearance grids), ``render`` (RGB-D rendering of the camera of
+a :class:`~mirage_ros.geometry.CameraRig`), ``planning``, ``motion`` and ``tour`` (collision-free
+robot-like trajectories), ``truth`` (ground truth along any path), ``robot`` (the sim node's
+robot), and the CLI ``contact_sheet``.
+
+A tool over the core: it may import geometry and rollout, never ``train`` or ``ros`` (datasets
+are written by :mod:`mirage_ros.train.generate`, which drives this package).
 """
 
 import os
@@ -20,7 +23,6 @@ from mirage_ros.sim.motion import Limits, RobotState  # noqa: E402
 from mirage_ros.sim.obstacles import ClearanceGrid, Obstacles  # noqa: E402
 from mirage_ros.sim.procedural import generate_scene  # noqa: E402
 from mirage_ros.sim.render import Renderer  # noqa: E402
-from mirage_ros.sim.rig import CameraRig  # noqa: E402
 from mirage_ros.sim.robot import SimRobot  # noqa: E402
 from mirage_ros.sim.scene import Scene, load_scene, procedural_scene, scene_from_config  # noqa: E402
 from mirage_ros.sim.tour import TourPilot, Trajectory, tour  # noqa: E402
@@ -33,7 +35,6 @@ from mirage_ros.sim.truth import (  # noqa: E402
 )
 
 __all__ = [
-    "CameraRig",
     "ClearanceGrid",
     "Limits",
     "Obstacles",

@@ -16,8 +16,8 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
+from mirage_ros.geometry import CameraRig
 from mirage_ros.sim.render import Renderer
-from mirage_ros.sim.rig import CameraRig
 from mirage_ros.sim.scene import procedural_scene
 from mirage_ros.sim.tour import tour
 from mirage_ros.sim.truth import render_path

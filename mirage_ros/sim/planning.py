@@ -9,20 +9,74 @@ of a robot, and the views along them are not all close-ups of walls.
 The cost-to-go field is computed by repeated vectorised relaxation over the 8-neighbourhood
 (Bellman-Ford on a grid); it converges in as many sweeps as the longest route has cells, a few
 hundred at 10 cm resolution, and costs tens of milliseconds.
+
+:func:`free_regions` splits the cells a robot may occupy into connected regions and tells which
+are *enclosed*: a closed building in a user's MJCF leaves free space outside its walls too, up to
+the edge of the grid, and a robot (or a tour) that is meant to be inside must stay out of it.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
+import cv2
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from mirage_ros.sim.obstacles import ClearanceGrid
 
-__all__ = ["cost_to_go", "route", "smooth_polyline"]
+__all__ = ["FreeRegions", "cost_to_go", "free_regions", "route", "smooth_polyline"]
 
 _NEIGHBOURS = [(dr, dc) for dr in (-1, 0, 1) for dc in (-1, 0, 1) if (dr, dc) != (0, 0)]
+
+
+@dataclass(frozen=True)
+class FreeRegions:
+    """Connected regions of the cells with at least ``min_clearance`` (8-neighbourhood).
+
+    ``labels[i, j]`` is 0 for a cell the robot may not occupy and ``k`` (1..count) for a cell of
+    region ``k``; ``sizes[k]`` counts its cells and ``enclosed[k]`` says whether the region is
+    walled in: the obstacle-free space around it (any clearance above zero, 4-neighbourhood, so
+    that walls meeting only at a corner still close) never reaches the edge of the grid.
+    Index 0 of ``sizes`` and ``enclosed`` stands for the blocked cells and is always 0 / False.
+    """
+
+    labels: NDArray
+    sizes: NDArray
+    enclosed: NDArray
+
+    @property
+    def count(self) -> int:
+        return len(self.sizes) - 1
+
+    def default(self) -> int:
+        """The region to use when nothing says where the robot is: the largest enclosed one,
+        else (nothing is walled in: an open scene) the largest; 0 when there is none."""
+        if self.count == 0:
+            return 0
+        for candidates in (self.enclosed, np.ones_like(self.enclosed)):
+            sizes = np.where(candidates, self.sizes, 0)
+            sizes[0] = 0
+            if sizes.max() > 0:
+                return int(np.argmax(sizes))
+        return 0
+
+
+def free_regions(grid: ClearanceGrid, min_clearance: float) -> FreeRegions:
+    """The connected regions of ``grid`` with at least ``min_clearance`` (see FreeRegions)."""
+    passable = (grid.clearance >= min_clearance).astype(np.uint8)
+    count, labels = cv2.connectedComponents(passable, connectivity=8)
+    sizes = np.bincount(labels.ravel(), minlength=count)
+    sizes[0] = 0
+    _, space = cv2.connectedComponents((grid.clearance > 0.0).astype(np.uint8), connectivity=4)
+    edge = np.concatenate([space[0], space[-1], space[:, 0], space[:, -1]])
+    outside = np.isin(space, np.unique(edge[edge > 0]))
+    # A region is open when any of its cells lies in the space that reaches the edge.
+    open_regions = np.bincount(labels[outside], minlength=count) > 0
+    enclosed = ~open_regions
+    enclosed[0] = False
+    return FreeRegions(labels.astype(np.int32), sizes, enclosed)
 
 
 def _step_cost(grid: ClearanceGrid, min_clearance: float, comfort: float,

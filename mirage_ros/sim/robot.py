@@ -4,7 +4,9 @@ Modes: ``tour`` (a :class:`~mirage_ros.sim.tour.TourPilot` drives around the sce
 (pure pursuit along the last path received; the robot stops at its end) and ``cmd_vel`` (the
 last velocity command, for at most ``cmd_timeout`` seconds, as a real base's watchdog does).
 A step that would end closer to an obstacle than the robot's radius is refused: the robot stops
-where it is and the step reports the collision. Nothing here knows about ROS.
+where it is and the step reports the collision. The start is a given pose (which must be in free
+space) or a random spot of an enclosed free region; a tour stays in the region of the start (see
+:meth:`~mirage_ros.sim.tour.TourPilot.start`). Nothing here knows about ROS.
 """
 
 from __future__ import annotations
@@ -51,14 +53,13 @@ class SimRobot:
         self.cmd_timeout = cmd_timeout
         self._pilot = TourPilot(scene, np.random.default_rng(seed), robot_radius=robot_radius,
                                 limits=self.limits, band=band)
-        tour_start = self._pilot.start()
+        # The pilot owns the start in every mode: a given start must lie in free space with room
+        # to move, and a tour (now or after a switch of mode) stays in the region around it.
         if start is None:
-            self.state = tour_start
+            self.state = self._pilot.start()
         else:
             x, y, yaw = start
-            self.state = RobotState(float(x), float(y), float(yaw))
-            if self.clearance() < robot_radius:
-                raise ValueError(f"start ({x:.2f}, {y:.2f}) is inside or touching an obstacle")
+            self.state = self._pilot.start(RobotState(float(x), float(y), float(yaw)))
         self.mode = "tour"
         self._follower: PurePursuit | None = None
         self._command = (0.0, 0.0)
@@ -84,6 +85,12 @@ class SimRobot:
             raise ValueError(f"velocity command must be finite, got v={v}, w={w}")
         self._command = (v, w)
         self._command_time = now
+
+    @property
+    def region_enclosed(self) -> bool:
+        """Whether the free region of the start is walled in (False: it reaches the edge of the
+        scene, as the space around a building does)."""
+        return bool(self._pilot.region_enclosed)
 
     @property
     def path_done(self) -> bool:

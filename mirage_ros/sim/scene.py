@@ -91,8 +91,10 @@ def load_scene(source: str | os.PathLike[str]) -> Scene:
 
     Files are loaded with their directory as the asset root, so meshes and textures referenced
     by relative paths resolve as in MuJoCo's own viewer. The robot's free space is taken to be
-    the rectangle around all geoms (infinite planes aside) plus a margin; tours stay in the
-    largest connected part of it.
+    the rectangle around all geoms (infinite planes aside) plus a margin. A closed building thus
+    has free space outside its walls as well: tours stay in the connected part of it that holds
+    their start, and pick an enclosed part when no start is given (see
+    :meth:`~mirage_ros.sim.tour.TourPilot.start`).
     """
     text = str(source)
     if text.lstrip().startswith("<"):

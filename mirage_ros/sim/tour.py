@@ -5,7 +5,9 @@ the scene has several, or is a place visited before (so that a tour contains loo
 views seen again, which a spatial memory must recognise). Routes come from the clearance grid
 (:mod:`mirage_ros.sim.planning`), are smoothed, and are followed by pure pursuit on a unicycle
 (:mod:`mirage_ros.sim.motion`), so the motion is what a real base would do: forward driving,
-turns, now and then a look around on the spot.
+turns, now and then a look around on the spot. A tour never leaves the connected free region it
+starts in: the one around a given start pose, else an enclosed one (the inside of a building,
+not the space around it).
 
 Everything is seeded: the same scene, seed and parameters give the same tour.
 """
@@ -13,6 +15,7 @@ Everything is seeded: the same scene, seed and parameters give the same tour.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import cv2
@@ -22,7 +25,7 @@ from numpy.typing import NDArray
 from mirage_ros.geometry import planar_pose
 from mirage_ros.sim.motion import Limits, PurePursuit, RobotState, integrate
 from mirage_ros.sim.obstacles import DEFAULT_BAND
-from mirage_ros.sim.planning import cost_to_go, route, smooth_polyline
+from mirage_ros.sim.planning import FreeRegions, cost_to_go, free_regions, route, smooth_polyline
 from mirage_ros.sim.scene import Scene
 
 __all__ = ["TourPilot", "Trajectory", "tour"]
@@ -34,6 +37,8 @@ _COARSEN = 2
 DEFAULT_LIMITS = Limits()
 # Control period used inside a tour (s); frames are sampled from it.
 _CONTROL_DT = 0.05
+# A robot standing in the safety margin joins a route from a cell at most this far (m).
+_JOIN_DISTANCE = 0.6
 
 
 @dataclass(frozen=True)
@@ -70,8 +75,12 @@ class TourPilot:
         self.scene = scene
         self.rng = rng
         self.limits = limits
+        self.robot_radius = robot_radius
         self.min_clearance = robot_radius + margin
+        self.band = band
         self.grid = scene.clearance_grid(band, _RASTER).coarsen(_COARSEN)
+        # Whether the tour's region is walled in (known after start()).
+        self.region_enclosed: bool | None = None
         self.revisit_probability = revisit_probability
         self.look_around_probability = look_around_probability
         self._reach: NDArray | None = None
@@ -82,21 +91,72 @@ class TourPilot:
         self._stuck_time = 0.0
         self._retry_in = 0.0
 
-    def start(self) -> RobotState:
-        """A random start in the largest connected free space, with room around it, facing a
-        random direction (furniture can wall off small pockets; a tour never starts in one)."""
-        free = (self.grid.clearance >= self.min_clearance).astype(np.uint8)
-        count, labels = cv2.connectedComponents(free, connectivity=8)
-        if count < 2:
+    def start(self, at: RobotState | None = None) -> RobotState:
+        """Where the tour begins; the tour then stays in the free region around it.
+
+        With ``at`` (a pose the caller chose), the region is the connected free space that
+        contains it; a start inside or too close to an obstacle, off the scene, or walled into a
+        pocket with no room to move raises ValueError. Without it, the start is a random spot
+        with room around it, facing a random direction, in an *enclosed* region (a user's closed
+        building also has free space outside its walls, which is not where a tour should go;
+        furniture can wall off small pockets too): the largest enclosed one, or the largest of
+        all when nothing is walled in.
+        """
+        regions = free_regions(self.grid, self.min_clearance)
+        if regions.count == 0:
             raise ValueError(
                 f"scene {self.scene.name} has no spot with {self.min_clearance:.2f} m clearance")
-        largest = 1 + int(np.argmax(np.bincount(labels.ravel())[1:]))
-        self._reach = labels == largest
+        if at is not None:
+            label = self._region_of(regions, at)
+            self._reach = regions.labels == label
+            self.region_enclosed = bool(regions.enclosed[label])
+            self._visited = [at.xy]
+            return RobotState(float(at.x), float(at.y), float(at.yaw))
+        label = regions.default()
+        self._reach = regions.labels == label
+        self.region_enclosed = bool(regions.enclosed[label])
         comfortable = self._reach & (self.grid.clearance >= self.min_clearance + 0.3)
         cells = np.argwhere(comfortable if comfortable.any() else self._reach)
         xy = self.grid.center_of(cells[int(self.rng.integers(len(cells)))])
         self._visited = [xy]
         return RobotState(float(xy[0]), float(xy[1]), float(self.rng.uniform(-math.pi, math.pi)))
+
+    def _region_of(self, regions: FreeRegions, at: RobotState) -> int:
+        """The label of the free region a robot standing at ``at`` can drive in."""
+        x, y = float(at.x), float(at.y)
+        if not all(math.isfinite(v) for v in (x, y, float(at.yaw))):
+            raise ValueError(f"start must be finite, got ({x}, {y}, {at.yaw})")
+        grid = self.grid
+        rows, cols = grid.shape
+        row, col = (int(v) for v in grid.cell_of((x, y)))
+        if not (0 <= row < rows and 0 <= col < cols):
+            x0, y0 = grid.origin
+            x1, y1 = x0 + cols * grid.resolution, y0 + rows * grid.resolution
+            raise ValueError(
+                f"start ({x:.2f}, {y:.2f}) is outside scene {self.scene.name}, which spans "
+                f"x {x0:.2f}..{x1:.2f}, y {y0:.2f}..{y1:.2f}")
+        distance = float(self.scene.obstacles(self.band).distance(np.array([[x, y]]))[0])
+        if distance < self.robot_radius:
+            raise ValueError(
+                f"start ({x:.2f}, {y:.2f}) is not in free space: {distance:.2f} m from an "
+                f"obstacle, less than the robot radius {self.robot_radius:.2f} m")
+        label = int(regions.labels[row, col])
+        if label:
+            return label
+        # The start lies in the safety margin by a wall: the region is the one the robot can
+        # join from there, through obstacle-free space and within a short drive.
+        _, space = cv2.connectedComponents((grid.clearance > 0.0).astype(np.uint8),
+                                           connectivity=4)
+        cells = np.argwhere((regions.labels > 0) & (space == space[row, col]))
+        if len(cells):
+            gaps = np.linalg.norm(grid.center_of(cells) - np.array([x, y]), axis=1)
+            nearest = int(np.argmin(gaps))
+            if gaps[nearest] <= _JOIN_DISTANCE:
+                return int(regions.labels[tuple(cells[nearest])])
+        raise ValueError(
+            f"start ({x:.2f}, {y:.2f}) has no room to move: no spot with "
+            f"{self.min_clearance:.2f} m clearance (robot radius plus margin) lies within "
+            f"{_JOIN_DISTANCE:.1f} m of it in the same free space")
 
     def _candidates(self) -> NDArray:
         assert self._reach is not None
@@ -138,7 +198,7 @@ class TourPilot:
                 return None
             points = self.grid.center_of(cells)
             nearest = points[int(np.argmin(np.linalg.norm(points - start, axis=1)))]
-            if np.linalg.norm(nearest - start) > 0.6:
+            if np.linalg.norm(nearest - start) > _JOIN_DISTANCE:
                 return None
             tail = route(self.grid, nearest, field)
             if tail is None:
@@ -189,13 +249,24 @@ def tour(
     robot_radius: float = 0.25,
     limits: Limits = DEFAULT_LIMITS,
     band: tuple[float, float] = DEFAULT_BAND,
+    start: RobotState | Sequence[float] | None = None,
 ) -> Trajectory:
-    """``frames`` robot states ``dt`` seconds apart along a tour of ``scene``."""
+    """``frames`` robot states ``dt`` seconds apart along a tour of ``scene``.
+
+    ``start`` is the first state (a RobotState or ``(x, y, yaw)`` in the map); the tour stays in
+    the free region that contains it. Without it the tour starts at a random spot of an enclosed
+    region (see :meth:`TourPilot.start`).
+    """
     if frames < 1 or dt <= 0.0:
         raise ValueError(f"need frames >= 1 and dt > 0, got {frames}, {dt}")
     pilot = TourPilot(scene, np.random.default_rng(seed), robot_radius=robot_radius,
                       limits=limits, band=band)
-    state = pilot.start()
+    if start is not None and not isinstance(start, RobotState):
+        values = [float(v) for v in start]
+        if len(values) != 3:
+            raise ValueError(f"start must be (x, y, yaw), got {start!r}")
+        start = RobotState(*values)
+    state = pilot.start(start)
     substeps = max(1, math.ceil(dt / _CONTROL_DT - 1e-9))
     h = dt / substeps
     states = [state]

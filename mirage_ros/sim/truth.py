@@ -13,11 +13,10 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from mirage_ros.geometry import transform_from_translation_quat_xyzw
+from mirage_ros.geometry import CameraRig, transform_from_translation_quat_xyzw
 from mirage_ros.rollout.paths import CandidatePath, arc_fan
 from mirage_ros.sim.obstacles import DEFAULT_BAND
 from mirage_ros.sim.render import Renderer
-from mirage_ros.sim.rig import CameraRig
 from mirage_ros.sim.scene import Scene
 
 __all__ = [

@@ -5,18 +5,18 @@
 
 Messages are read and deserialised with ``rosbags`` (its own type store, ROS 2 Kilted
 definitions unless the bag carries its own), so no ROS installation is needed to read a bag.
-Pixels are decoded by :mod:`mirage_ros.ros.image_bridge`, the same code the nodes use, through a
-small adapter that hands it a ``sensor_msgs/Image``; that needs the ``sensor_msgs`` Python
-package (the ROS 2 wheels this project installs anyway), not a running ROS.
 
-Matching, per colour image (header stamps, seconds):
-
-* depth: the depth image nearest in time, within ``--tolerance``; same size as the colour image;
-* camera_info: the nearest one within the tolerance, else the latest one before the image
-  (intrinsics do not change; images before the first camera_info are dropped);
-* odometry: must lie within the tolerance of the image; the base pose is interpolated
-  (linear position, slerp orientation) between the odometry messages around the image stamp
-  when they are at most ``4 * tolerance`` apart, else the nearest one is used.
+The recording is replayed, in the order it was recorded, through the same core code the node
+runs live (:mod:`mirage_ros.sensors`), so training data is decoded and paired exactly as the
+node will see it: pixels by :mod:`~mirage_ros.sensors.image_codec`, depth by
+:func:`~mirage_ros.sensors.decode_depth` (16UC1/mono16 millimetres, 32FC1 metres; NaN, inf and
+non-positive depths become 0 = invalid), and images with depth, camera info and odometry by
+:class:`~mirage_ros.sensors.ObservationPairer` (its docstring has the rules: depth nearest in
+stamp within ``--tolerance`` and of the same size; the latest camera info, of the same size;
+the base pose interpolated, linear position and slerp orientation, between the odometry
+messages around the image stamp). One difference from the node: an episode needs depth, so the
+pairer always expects it once a depth image has been seen (no depth timeout), and images paired
+before the first depth image are dropped (``depth_unmatched``).
 
 The camera pose is ``cam_to_map = base_to_odom (odometry) @ cam_to_base``. ``cam_to_base`` is the
 pose of the camera's *optical* frame in the odometry's child frame (what ``tf2_echo base_link
@@ -25,15 +25,15 @@ it describes a ``camera_link`` with x forward instead), or else looked up in the
 ``/tf_static`` from the odometry child frame to the image's ``header.frame_id``.
 
 Frames are grouped into episodes: a new one starts after a gap longer than ``--max-gap``
-seconds, when the intrinsics change, or after ``--max-frames`` frames; episodes shorter than
-``--min-frames`` are dropped. Each episode becomes one shard ``DIR/<split>/<bag>-<k>.npz``.
-Everything not used is counted in a :class:`DropSummary` and printed.
+seconds, when time goes back (a restarted clock), when the intrinsics change, or after
+``--max-frames`` frames; episodes shorter than ``--min-frames`` are dropped. Each episode becomes
+one shard ``DIR/<split>/<bag>-<k>.npz``, written as soon as it is complete, so memory holds about
+one episode. Everything not used is counted in a :class:`DropSummary` and printed.
 """
 
 from __future__ import annotations
 
 import argparse
-import array
 import math
 import sys
 from collections import Counter
@@ -51,31 +51,35 @@ from rosbags.typesys import Stores, get_typestore
 from mirage_ros.geometry import (
     OPTICAL_TO_BODY,
     QUAT_UNIT_TOLERANCE,
-    PinholeCamera,
     compose,
     invert,
     is_unit_quat,
     scale_intrinsics,
     transform_from_translation_quat_xyzw,
 )
+from mirage_ros.sensors import (
+    DROP_REASONS,
+    Observation,
+    ObservationPairer,
+    decode_depth,
+    decode_image,
+    decode_rgb8,
+)
 from mirage_ros.train.episodes import SPLITS, Episode, write_index, write_shard
 
 __all__ = ["BagTopics", "DropSummary", "ImportOptions", "import_bag", "main"]
 
-# Why an image was not turned into a frame, in the order a frame is checked.
-IMAGE_DROPS = (
-    "image_undecodable",
-    "no_camera_info",
-    "camera_info_size_mismatch",
-    "depth_unmatched",
-    "depth_out_of_tolerance",
-    "depth_size_mismatch",
-    "odom_unmatched",
-    "odom_out_of_tolerance",
-    "episode_too_short",
-)
 # Messages of the other topics that could not be used at all.
 MESSAGE_DROPS = ("depth_undecodable", "depth_unused", "odom_invalid", "camera_info_invalid")
+# Why an image was not turned into a frame: undecodable, the pairer's reasons, then ours.
+IMAGE_DROPS = (
+    ("image_undecodable",)
+    + tuple(r for r in DROP_REASONS if r not in MESSAGE_DROPS)
+    + ("depth_unmatched", "episode_too_short")
+)
+# Images the pairer may keep waiting: a recording's odometry can lag its images by a lot more
+# than a live node would wait for, and memory is not as tight offline.
+_MAX_PENDING = 64
 
 
 @dataclass(frozen=True)
@@ -122,55 +126,17 @@ class DropSummary:
         return out
 
 
-@dataclass(frozen=True)
-class _Stamped:
-    index: int  # position among the topic's messages
-    stamp: float
-    size: tuple[int, int] | None  # (height, width) of decodable images
-
-
-@dataclass(frozen=True)
-class _Frame:
-    image: int
-    depth: int
-    stamp: float
-    base_to_map: NDArray
-    K: NDArray  # ours, before any resize
-    size: tuple[int, int]
-
-
 def _stamp(header: Any) -> float:
     return header.stamp.sec + 1e-9 * header.stamp.nanosec
 
 
-def _as_ros_image(msg: Any) -> Any:
-    """A ``sensor_msgs.msg.Image`` with the fields of a rosbags Image (the bridge's input)."""
-    from sensor_msgs.msg import Image
-
-    image = Image(height=msg.height, width=msg.width, encoding=msg.encoding,
-                  is_bigendian=msg.is_bigendian, step=msg.step)
-    image.data = array.array("B", np.asarray(msg.data, dtype=np.uint8).tobytes())
-    return image
-
-
 def _decode_rgb(msg: Any) -> NDArray:
-    from mirage_ros.ros.image_bridge import imgmsg_to_rgb8
-
-    return imgmsg_to_rgb8(_as_ros_image(msg))
+    return decode_rgb8(msg.data, msg.encoding, msg.height, msg.width, msg.step, msg.is_bigendian)
 
 
 def _decode_depth(msg: Any) -> NDArray:
-    """Metres, float32; 16UC1/mono16 are millimetres (ROS convention), float encodings metres."""
-    from mirage_ros.ros.image_bridge import imgmsg_to_numpy
-
-    raw = imgmsg_to_numpy(_as_ros_image(msg))
-    if raw.ndim != 2:
-        raise ValueError(f"depth must have one channel, got encoding {msg.encoding}")
-    if raw.dtype == np.uint16:
-        return raw.astype(np.float32) * np.float32(0.001)
-    if raw.dtype.kind == "f":
-        return raw.astype(np.float32)
-    raise ValueError(f"unsupported depth encoding {msg.encoding} (use 16UC1 mm or 32FC1 m)")
+    raw = decode_image(msg.data, msg.encoding, msg.height, msg.width, msg.step, msg.is_bigendian)
+    return decode_depth(raw, msg.encoding)
 
 
 def _odometry_pose(msg: Any) -> NDArray | None:
@@ -178,17 +144,7 @@ def _odometry_pose(msg: Any) -> NDArray | None:
     values = np.array([p.x, p.y, p.z, q.x, q.y, q.z, q.w])
     if not np.isfinite(values).all() or not is_unit_quat(values[3:], QUAT_UNIT_TOLERANCE * 10):
         return None
-    return values
-
-
-def _slerp(q0: NDArray, q1: NDArray, f: float) -> NDArray:
-    if float(q0 @ q1) < 0.0:
-        q1 = -q1
-    dot = min(float(q0 @ q1), 1.0)
-    theta = math.acos(dot)
-    if theta < 1e-9:
-        return q0
-    return (math.sin((1 - f) * theta) * q0 + math.sin(f * theta) * q1) / math.sin(theta)
+    return transform_from_translation_quat_xyzw(values[:3], values[3:])
 
 
 def _tf_lookup(edges: dict[str, tuple[str, NDArray]], target: str, source: str) -> NDArray:
@@ -237,162 +193,79 @@ class _BagReader:
             yield connection.topic, self.reader.deserialize(raw, connection.msgtype)
 
 
-def _scan(bag: _BagReader, summary: DropSummary) -> dict[str, Any]:
-    """Pass 1: stamps and sizes of every image, all camera_info, odometry and static tf."""
-    t = bag.topics
-    images: list[_Stamped] = []
-    depths: list[_Stamped] = []
-    infos: list[tuple[float, NDArray, tuple[int, int]]] = []
-    odom_stamps: list[float] = []
-    odom_poses: list[NDArray] = []
+class _Episodes:
+    """Observations in stamp order -> episode shards, each written as soon as it is complete."""
+
+    def __init__(self, out: Path, name: str, bag: Path, options: ImportOptions,
+                 summary: DropSummary, camera_to_base: Any) -> None:
+        self.out, self.name, self.bag = out, name, bag
+        self.options, self.summary = options, summary
+        self._camera_to_base = camera_to_base  # () -> NDArray, resolved at the first write
+        self._cam_to_base: NDArray | None = None
+        self.current: list[Observation] = []
+
+    def add(self, obs: Observation) -> None:
+        if obs.depth is None:
+            self.summary.dropped["depth_unmatched"] += 1
+            return
+        last = self.current[-1] if self.current else None
+        if last is not None and (
+            obs.stamp - last.stamp > self.options.max_gap
+            or obs.stamp <= last.stamp
+            or not np.array_equal(obs.K, last.K)
+            or (self.options.max_frames and len(self.current) >= self.options.max_frames)
+        ):
+            self.finish()
+        self.current.append(obs)
+
+    def finish(self) -> None:
+        group, self.current = self.current, []
+        if not group:
+            return
+        if len(group) < self.options.min_frames:
+            self.summary.dropped["episode_too_short"] += len(group)
+            return
+        if self._cam_to_base is None:
+            self._cam_to_base = self._camera_to_base()
+        self._write(group)
+
+    def _write(self, group: list[Observation]) -> None:
+        options = self.options
+        K = group[0].K
+        height, width = group[0].rgb.shape[:2]
+        images = np.stack([o.rgb for o in group])
+        depths = np.stack([o.depth for o in group])
+        if options.resize is not None:
+            new_w, new_h = options.resize
+            images = np.stack([cv2.resize(im, (new_w, new_h), interpolation=cv2.INTER_AREA)
+                               for im in images])
+            # Nearest neighbour: averaging depth across an edge would invent surfaces.
+            depths = np.stack([cv2.resize(d, (new_w, new_h), interpolation=cv2.INTER_NEAREST)
+                               for d in depths])
+            K = scale_intrinsics(K, (height, width), (new_h, new_w))
+        base = np.stack([o.base_to_map for o in group])
+        k = self.summary.episodes
+        episode = Episode(images, depths, compose(base, self._cam_to_base), base, K,
+                          np.array([o.stamp for o in group]),
+                          {"source": f"rosbag2:{self.bag.name}", "episode": k,
+                           "split": options.split, "scene_seed": None})
+        write_shard(self.out / options.split / f"{self.name}-{k:03d}.npz", [episode])
+        self.summary.frames += len(group)
+        self.summary.episodes += 1
+
+
+def _static_edges(reader: _BagReader) -> dict[str, tuple[str, NDArray]]:
+    """``child -> (parent, child_to_parent)`` of every transform in the bag's /tf_static."""
     edges: dict[str, tuple[str, NDArray]] = {}
-    base_frame = image_frame = ""
-    for topic, msg in bag.messages(t.image, t.depth, t.camera_info, t.odom, t.tf_static):
-        if topic == t.image:
-            size: tuple[int, int] | None
-            try:
-                size = _decode_rgb(msg).shape[:2]
-            except ValueError:
-                size = None
-            images.append(_Stamped(summary.images, _stamp(msg.header), size))
-            image_frame = image_frame or msg.header.frame_id
-            summary.images += 1
-        elif topic == t.depth:
-            try:
-                size = _decode_depth(msg).shape[:2]
-            except ValueError:
-                size = None
-                summary.dropped["depth_undecodable"] += 1
-            depths.append(_Stamped(summary.depth_images, _stamp(msg.header), size))
-            summary.depth_images += 1
-        elif topic == t.camera_info:
-            summary.camera_infos += 1
-            k = np.asarray(msg.k, dtype=np.float64)
-            try:
-                camera = PinholeCamera.from_ros_k(k, int(msg.width), int(msg.height))
-            except ValueError:
-                summary.dropped["camera_info_invalid"] += 1
-                continue
-            infos.append((_stamp(msg.header), camera.K, (camera.height, camera.width)))
-        elif topic == t.odom:
-            summary.odometry += 1
-            pose = _odometry_pose(msg)
-            if pose is None:
-                summary.dropped["odom_invalid"] += 1
-                continue
-            odom_stamps.append(_stamp(msg.header))
-            odom_poses.append(pose)
-            base_frame = base_frame or msg.child_frame_id
-        else:
-            for tf in msg.transforms:
-                tr, q = tf.transform.translation, tf.transform.rotation
-                edges[tf.child_frame_id] = (tf.header.frame_id,
-                                            transform_from_translation_quat_xyzw(
-                                                [tr.x, tr.y, tr.z], [q.x, q.y, q.z, q.w]))
-    order = np.argsort(odom_stamps, kind="stable")
-    return {
-        "images": sorted(images, key=lambda s: s.stamp),
-        "depths": [d for d in depths if d.size is not None],
-        "infos": sorted(infos, key=lambda i: i[0]),
-        "odom_stamps": np.asarray(odom_stamps, dtype=np.float64)[order],
-        "odom_poses": np.asarray(odom_poses, dtype=np.float64).reshape(-1, 7)[order],
-        "edges": edges,
-        "base_frame": base_frame,
-        "image_frame": image_frame,
-    }
-
-
-def _base_pose(stamps: NDArray, poses: NDArray, t: float, tol: float) -> NDArray | str:
-    if not len(stamps):
-        return "odom_unmatched"
-    i = int(np.searchsorted(stamps, t))
-    before, after = (i - 1 if i > 0 else None), (i if i < len(stamps) else None)
-    nearest = min((j for j in (before, after) if j is not None), key=lambda j: abs(stamps[j] - t))
-    if abs(stamps[nearest] - t) > tol:
-        return "odom_out_of_tolerance"
-    if before is not None and after is not None and stamps[after] - stamps[before] <= 4 * tol \
-            and stamps[after] > stamps[before]:
-        f = (t - stamps[before]) / (stamps[after] - stamps[before])
-        xyz = (1 - f) * poses[before, :3] + f * poses[after, :3]
-        q = _slerp(poses[before, 3:], poses[after, 3:], f)
-    else:
-        xyz, q = poses[nearest, :3], poses[nearest, 3:]
-    return transform_from_translation_quat_xyzw(xyz, q / np.linalg.norm(q))
-
-
-def _match(scan: dict[str, Any], options: ImportOptions, summary: DropSummary) -> list[_Frame]:
-    tol = options.tolerance
-    depths: list[_Stamped] = scan["depths"]
-    depth_stamps = np.array([d.stamp for d in depths])
-    infos = scan["infos"]
-    info_stamps = np.array([i[0] for i in infos])
-    frames: list[_Frame] = []
-    used_depth: set[int] = set()
-    for image in scan["images"]:
-        if image.size is None:
-            summary.dropped["image_undecodable"] += 1
-            continue
-        info = None
-        if len(infos):
-            j = int(np.argmin(np.abs(info_stamps - image.stamp)))
-            if abs(info_stamps[j] - image.stamp) <= tol:
-                info = infos[j]
-            else:
-                before = int(np.searchsorted(info_stamps, image.stamp, side="right")) - 1
-                info = infos[before] if before >= 0 else None
-        if info is None:
-            summary.dropped["no_camera_info"] += 1
-            continue
-        if info[2] != image.size:
-            summary.dropped["camera_info_size_mismatch"] += 1
-            continue
-        if not len(depths):
-            summary.dropped["depth_unmatched"] += 1
-            continue
-        j = int(np.argmin(np.abs(depth_stamps - image.stamp)))
-        if abs(depth_stamps[j] - image.stamp) > tol:
-            summary.dropped["depth_out_of_tolerance"] += 1
-            continue
-        if depths[j].size != image.size:
-            summary.dropped["depth_size_mismatch"] += 1
-            continue
-        pose = _base_pose(scan["odom_stamps"], scan["odom_poses"], image.stamp, tol)
-        if isinstance(pose, str):
-            summary.dropped[pose] += 1
-            continue
-        used_depth.add(depths[j].index)
-        frames.append(_Frame(image.index, depths[j].index, image.stamp, pose, info[1],
-                             image.size))
-    summary.dropped["depth_unused"] += len(depths) - len(used_depth)
-    return frames
-
-
-def _episodes(frames: list[_Frame], options: ImportOptions, summary: DropSummary
-              ) -> list[list[_Frame]]:
-    groups: list[list[_Frame]] = []
-    for frame in frames:
-        current = groups[-1] if groups else None
-        if current is None or frame.stamp - current[-1].stamp > options.max_gap \
-                or not np.array_equal(frame.K, current[-1].K) \
-                or (options.max_frames and len(current) >= options.max_frames):
-            groups.append([frame])
-        else:
-            current.append(frame)
-    kept = []
-    for group in groups:
-        if len(group) < options.min_frames:
-            summary.dropped["episode_too_short"] += len(group)
-        else:
-            kept.append(group)
-    return kept
-
-
-def _camera_to_base(scan: dict[str, Any], options: ImportOptions) -> NDArray:
-    if options.camera_to_base is not None:
-        return options.camera_to_base
-    if not scan["edges"]:
-        raise ValueError("the bag has no /tf_static; give --camera-to-base")
-    return _tf_lookup(scan["edges"], scan["base_frame"], scan["image_frame"])
+    if reader.topics.tf_static not in {c.topic for c in reader.reader.connections}:
+        return edges
+    for _, msg in reader.messages(reader.topics.tf_static):
+        for tf in msg.transforms:
+            tr, q = tf.transform.translation, tf.transform.rotation
+            edges[tf.child_frame_id] = (tf.header.frame_id,
+                                        transform_from_translation_quat_xyzw(
+                                            [tr.x, tr.y, tr.z], [q.x, q.y, q.z, q.w]))
+    return edges
 
 
 def import_bag(
@@ -404,83 +277,72 @@ def import_bag(
         raise ValueError(f"split must be one of {SPLITS}, got {options.split!r}")
     bag, out = Path(bag), Path(out)
     summary = DropSummary()
+    frames = {"base": "", "image": ""}  # odometry child frame and image frame, from the bag
     with _BagReader(bag, topics) as reader:
-        scan = _scan(reader, summary)
-        groups = _episodes(_match(scan, options, summary), options, summary)
-        if not groups:
-            return summary
-        cam_to_base = _camera_to_base(scan, options)
+        edges = _static_edges(reader) if options.camera_to_base is None else {}
+
+        def camera_to_base() -> NDArray:
+            if options.camera_to_base is not None:
+                return options.camera_to_base
+            if not edges:
+                raise ValueError("the bag has no /tf_static; give --camera-to-base")
+            return _tf_lookup(edges, frames["base"], frames["image"])
+
         name = bag.stem if bag.is_file() else bag.name
-        _collect_and_write(reader, groups, cam_to_base, options, out, name, bag, summary)
+        episodes = _Episodes(out, name, bag, options, summary, camera_to_base)
+        # Depth is required, so it is always waited for once seen (no timeout).
+        pairer = ObservationPairer(options.tolerance, depth_timeout=math.inf,
+                                   max_pending=_MAX_PENDING)
+        for topic, msg in reader.messages(topics.image, topics.depth, topics.camera_info,
+                                          topics.odom):
+            _feed(pairer, topic, msg, topics, summary, frames)
+            for obs in pairer.pop_ready():
+                episodes.add(obs)
+        for obs in pairer.flush():
+            episodes.add(obs)
+        episodes.finish()
+    summary.dropped.update({k: v for k, v in pairer.dropped.items() if v})
+    if not summary.episodes:
+        return summary
     write_index(out, {"importer": "mirage_ros.train.bag_import"})
     return summary
 
 
-def _collect_and_write(
-    reader: _BagReader, groups: list[list[_Frame]], cam_to_base: NDArray,
-    options: ImportOptions, out: Path, name: str, bag: Path, summary: DropSummary,
-) -> None:
-    """Pass 2: decode the images the episodes use and write each episode once it is complete,
-    so that memory holds about one episode (bag order follows time closely)."""
-    image_group = {f.image: g for g, group in enumerate(groups) for f in group}
-    depth_groups: dict[int, set[int]] = {}
-    for g, group in enumerate(groups):
-        for f in group:
-            depth_groups.setdefault(f.depth, set()).add(g)
-    missing = [len(group) + len({f.depth for f in group}) for group in groups]
-    rgb: dict[int, NDArray] = {}
-    depth: dict[int, NDArray] = {}
-    complete: list[int] = []
-    counters = {reader.topics.image: 0, reader.topics.depth: 0}
-    for topic, msg in reader.messages(reader.topics.image, reader.topics.depth):
-        index = counters[topic]
-        counters[topic] += 1
-        if topic == reader.topics.image and index in image_group:
-            rgb[index] = _decode_rgb(msg)
-            g = image_group[index]
-            missing[g] -= 1
-            complete += [g] if missing[g] == 0 else []
-        elif topic == reader.topics.depth and index in depth_groups:
-            depth[index] = _decode_depth(msg)
-            for g in depth_groups[index]:
-                missing[g] -= 1
-                complete += [g] if missing[g] == 0 else []
-        for g in complete:
-            _write_episode(out, name, g, groups[g], rgb, depth, cam_to_base, options, bag,
-                           summary)
-            for f in groups[g]:
-                rgb.pop(f.image, None)
-                depth_groups[f.depth].discard(g)
-                if not depth_groups[f.depth]:
-                    depth.pop(f.depth, None)
-        complete.clear()
-
-
-def _write_episode(
-    out: Path, name: str, k: int, group: list[_Frame], rgb: dict[int, NDArray],
-    depth: dict[int, NDArray], cam_to_base: NDArray, options: ImportOptions, bag: Path,
-    summary: DropSummary,
-) -> None:
-    K = group[0].K
-    height, width = group[0].size
-    images = np.stack([rgb[f.image] for f in group])
-    depths = np.stack([depth[f.depth] for f in group])
-    if options.resize is not None:
-        new_w, new_h = options.resize
-        images = np.stack([cv2.resize(im, (new_w, new_h), interpolation=cv2.INTER_AREA)
-                           for im in images])
-        # Nearest neighbour: averaging depth across an edge would invent surfaces.
-        depths = np.stack([cv2.resize(d, (new_w, new_h), interpolation=cv2.INTER_NEAREST)
-                           for d in depths])
-        K = scale_intrinsics(K, (height, width), (new_h, new_w))
-    base = np.stack([f.base_to_map for f in group])
-    episode = Episode(images, depths, compose(base, cam_to_base), base, K,
-                      np.array([f.stamp for f in group]),
-                      {"source": f"rosbag2:{bag.name}", "episode": k, "split": options.split,
-                       "scene_seed": None})
-    write_shard(out / options.split / f"{name}-{k:03d}.npz", [episode])
-    summary.frames += len(group)
-    summary.episodes += 1
+def _feed(pairer: ObservationPairer, topic: str, msg: Any, topics: BagTopics,
+          summary: DropSummary, frames: dict[str, str]) -> None:
+    """One bag message into the pairer; what cannot be used is counted in ``summary``."""
+    if topic == topics.image:
+        summary.images += 1
+        frames["image"] = frames["image"] or msg.header.frame_id
+        try:
+            rgb = _decode_rgb(msg)
+        except ValueError:
+            summary.dropped["image_undecodable"] += 1
+            return
+        pairer.add_image(_stamp(msg.header), rgb)
+    elif topic == topics.depth:
+        summary.depth_images += 1
+        try:
+            depth = _decode_depth(msg)
+        except ValueError:
+            summary.dropped["depth_undecodable"] += 1
+            return
+        pairer.add_depth(_stamp(msg.header), depth)
+    elif topic == topics.camera_info:
+        summary.camera_infos += 1
+        try:
+            pairer.set_camera_info(np.asarray(msg.k, dtype=np.float64), int(msg.width),
+                                   int(msg.height))
+        except ValueError:
+            summary.dropped["camera_info_invalid"] += 1
+    else:
+        summary.odometry += 1
+        pose = _odometry_pose(msg)
+        if pose is None:
+            summary.dropped["odom_invalid"] += 1
+            return
+        frames["base"] = frames["base"] or msg.child_frame_id
+        pairer.add_pose(_stamp(msg.header), pose)
 
 
 def _floats(text: str, n: int) -> list[float]:

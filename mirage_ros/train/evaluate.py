@@ -30,7 +30,7 @@ import torch
 from mirage_ros.memory import LatentMemory
 from mirage_ros.model import WorldModel
 from mirage_ros.model.autoencoder import psnr, ssim
-from mirage_ros.model.world_model import relative_rays
+from mirage_ros.rollout.engine import EngineConfig, RolloutEngine
 from mirage_ros.train.world_model import Frames, latent_depth_targets, load_frames
 
 STEPS_REPORTED = (1, 4, 8)
@@ -127,7 +127,6 @@ def evaluate_rollouts(model: WorldModel, frames: Frames, latents: torch.Tensor, 
     down = model.downsampling
     h, w = latents.shape[-2:]
     K = torch.from_numpy(frames.latent_K(down)).float().to(latents.device)
-    K_np = frames.latent_K(down)
     cell_depth = latent_depth_targets(frames, down)
     gen = torch.Generator(device=latents.device).manual_seed(seed)
     start = t // 2 - 1
@@ -135,35 +134,29 @@ def evaluate_rollouts(model: WorldModel, frames: Frames, latents: torch.Tensor, 
         raise ValueError(f"episodes of {t} frames are too short for {horizon}-step rollouts")
     for e in range(min(cases, n)):
         bank = _bank(frames, latents, cell_depth, e, start, K)
-        overlay = bank.overlay(1)
-        prev_z = latents[e, start:start + 1]
+        # The engine's imagination loop, exactly as the node runs it, along the true path.
+        engine = RolloutEngine(model, bank, np.eye(4), [],
+                               EngineConfig(sampler_steps=sampler_steps))
+        cams = torch.from_numpy(frames.cam_to_map[e, start:start + horizon + 1])[None]
+        imagined = engine.imagine(cams, latents[e, start:start + 1], K, bank, generator=gen)
         strip = []
-        for k in range(1, horizon + 1):
+        for k in STEPS_REPORTED:
             i = start + k
             pose = torch.from_numpy(frames.cam_to_map[e, i:i + 1]).float().to(latents.device)
-            view = overlay.read(pose, K, (h, w))
             observed = bank.read(pose, K, (h, w))  # what the real memory covered
-            rays = relative_rays(K_np, frames.cam_to_map[e, i - 1:i],
-                                 frames.cam_to_map[e, i:i + 1], (h, w)).to(latents.device)
-            cond = model.condition(view.latent, view.depth, view.mask, prev_z, rays)
-            z = model.imagine(cond, steps=sampler_steps, generator=gen)
-            depth, _ = model.depth(z)
-            overlay.write(z, depth, K, pose, float(i))
-            prev_z = z
-            if k not in STEPS_REPORTED:
-                continue
+            z = imagined.latents[:, k - 1]
             truth = _to_chw(frames.rgb[e, i:i + 1])
-            imagined = model.decode(z)
+            imagined_rgb = model.decode(z)
             baseline = model.decode(fill_nearest(observed.latent, observed.mask))
             covered = _upsample_mask(observed.mask, down)
-            for name, img in (("imagined", imagined), ("memory_only", baseline)):
+            for name, img in (("imagined", imagined_rgb), ("memory_only", baseline)):
                 tally.add(f"{name}_{k}_psnr", float(psnr(img, truth)))
                 tally.add(f"{name}_{k}_ssim", float(ssim(img, truth)))
                 tally.add(f"{name}_{k}_psnr_covered", masked_psnr(img, truth, covered))
                 tally.add(f"{name}_{k}_psnr_uncovered", masked_psnr(img, truth, ~covered))
             tally.add(f"coverage_{k}", float(observed.mask.float().mean()))
             read = model.decode(observed.latent) * covered[:, None]
-            strip.append(torch.cat([truth, read, imagined], dim=2))  # stacked vertically
+            strip.append(torch.cat([truth, read, imagined_rgb], dim=2))  # stacked vertically
         if png_dir is not None:
             _save_png(png_dir / f"rollout_case{e:02d}.png", torch.cat(strip, dim=3)[0])
 
@@ -177,7 +170,6 @@ def evaluate_revisits(model: WorldModel, frames: Frames, latents: torch.Tensor, 
     down = model.downsampling
     h, w = latents.shape[-2:]
     K = torch.from_numpy(frames.latent_K(down)).float().to(latents.device)
-    K_np = frames.latent_K(down)
     cell_depth = latent_depth_targets(frames, down)
     gen = torch.Generator(device=latents.device).manual_seed(seed)
     found = 0
@@ -192,10 +184,10 @@ def evaluate_revisits(model: WorldModel, frames: Frames, latents: torch.Tensor, 
         # the memory has moved on: it holds everything up to `now`, the view is from `then`
         pose = torch.from_numpy(frames.cam_to_map[e, then:then + 1]).float().to(latents.device)
         view = bank.read(pose, K, (h, w))
-        rays = relative_rays(K_np, frames.cam_to_map[e, now:now + 1],
-                             frames.cam_to_map[e, then:then + 1], (h, w)).to(latents.device)
-        cond = model.condition(view.latent, view.depth, view.mask, latents[e, now:now + 1], rays)
-        z = model.imagine(cond, steps=sampler_steps, generator=gen)
+        engine = RolloutEngine(model, bank, np.eye(4), [],
+                               EngineConfig(sampler_steps=sampler_steps))
+        cams = torch.from_numpy(frames.cam_to_map[e, [now, then]])[None]
+        z = engine.imagine(cams, latents[e, now:now + 1], K, bank, generator=gen).latents[:, 0]
         truth = _to_chw(frames.rgb[e, then:then + 1])
         imagined = model.decode(z)
         baseline = model.decode(fill_nearest(view.latent, view.mask))

@@ -312,7 +312,7 @@ def train_dit(model: WorldModel, latents: torch.Tensor, conds: Conditions, steps
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--data", required=True, help="dataset (python -m mirage_ros.sim.generate)")
+    p.add_argument("--data", required=True, help="dataset (python -m mirage_ros.train.generate)")
     p.add_argument("--out", required=True, help="checkpoint to write (.safetensors)")
     p.add_argument("--init", help="checkpoint to start from (e.g. a trained autoencoder)")
     p.add_argument("--phases", default="ae,depth,dit")

@@ -1,4 +1,9 @@
-"""The camera on the robot: intrinsics plus how it is mounted on ``base_link``."""
+"""The camera on the robot: intrinsics plus how it is mounted on ``base_link``.
+
+Core geometry, not simulation: the simulator renders through it, and the node, the demo, the
+benchmarks and the training tools all need the same mount to turn base poses into camera poses,
+so it must be importable without MuJoCo.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +12,8 @@ from dataclasses import dataclass
 
 from numpy.typing import ArrayLike, NDArray
 
-from mirage_ros.geometry import PinholeCamera, camera_link_to_base, camera_pose_from_base
-from mirage_ros.geometry.frames import OPTICAL_TO_BODY
+from mirage_ros.geometry.camera import PinholeCamera
+from mirage_ros.geometry.frames import OPTICAL_TO_BODY, camera_link_to_base, camera_pose_from_base
 
 __all__ = ["CameraRig"]
 

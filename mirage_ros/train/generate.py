@@ -1,4 +1,4 @@
-"""Generate a simulated RGB-D dataset: ``python -m mirage_ros.sim.generate --out DIR ...``.
+"""Generate a simulated RGB-D dataset: ``python -m mirage_ros.train.generate --out DIR ...``.
 
 Each scene seed gives one shard, ``DIR/<split>/scene-<seed>.npz``, holding that scene's
 episodes (robot tours, see :mod:`mirage_ros.sim.tour`); the split comes from the seed
@@ -7,6 +7,10 @@ Scenes are independent, so ``--workers N`` renders N of them at once, each worke
 OpenGL context (EGL: Mesa on a CPU, the NVIDIA driver on a GPU machine; nothing here assumes
 either). ``--resume`` skips scenes whose shard already exists. The run ends by printing the
 frames per second of the whole generation (tours, rendering, compression, writing).
+
+It lives in ``train``, not ``sim``, because it writes the training data format
+(:mod:`mirage_ros.train.episodes`): ``train`` may drive the simulator, the simulator never
+imports ``train`` (the layers in ``pyproject.toml``).
 """
 
 from __future__ import annotations
@@ -23,9 +27,9 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from mirage_ros.geometry import CameraRig
 from mirage_ros.sim.motion import Limits
 from mirage_ros.sim.render import Renderer
-from mirage_ros.sim.rig import CameraRig
 from mirage_ros.sim.scene import scene_from_config
 from mirage_ros.sim.tour import tour
 from mirage_ros.sim.truth import render_path
@@ -134,7 +138,7 @@ def generate(config: GenerateConfig, progress: bool = True) -> dict[str, float]:
         "fps": made / seconds if seconds > 0 else math.nan,
         "render_fps": made / render_seconds if render_seconds > 0 else math.nan,
     }
-    write_index(config.out, {"generator": "mirage_ros.sim.generate",
+    write_index(config.out, {"generator": "mirage_ros.train.generate",
                              "config": {**asdict(config), "split_fractions":
                                         list(config.split_fractions)},
                              "timing": timing})
@@ -156,7 +160,7 @@ def _fractions(text: str) -> tuple[float, float, float]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m mirage_ros.sim.generate",
+        prog="python -m mirage_ros.train.generate",
         description="Render robot tours through procedural indoor scenes into episode shards.")
     parser.add_argument("--out", required=True, help="dataset folder")
     parser.add_argument("--scenes", type=int, default=10, help="number of scene seeds")
