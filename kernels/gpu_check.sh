@@ -18,7 +18,7 @@ python3 -m pytest -q -s -p no:cacheprovider test/test_memory_kernels.py 2>&1 | t
 echo "== CPU suite on the device machine" | tee -a "$OUT/parity.log"
 python3 -m pytest -q -p no:cacheprovider test/test_memory.py 2>&1 | tail -3 | tee -a "$OUT/parity.log"
 echo "== bench" | tee "$OUT/bench.log"
-python3 -m mirage_ros.memory.bench --section timing --device cuda --voxels 1000000 --views 512 \
+python3 -m mirage_ros.bench.memory --section timing --device cuda --voxels 1000000 --views 512 \
   --write-frames 64 2>&1 | tee -a "$OUT/bench.log"
 echo "== tune" | tee "$OUT/tune.log"
 python3 -m kernels.tune_read 2>&1 | tee -a "$OUT/tune.log"

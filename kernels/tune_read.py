@@ -17,8 +17,8 @@ import triton
 from triton.testing import do_bench as triton_bench
 
 from kernels import memory_read, memory_write
+from mirage_ros.bench.memory import bank_points
 from mirage_ros.memory import LatentMemory, voxel_hash, zbuffer
-from mirage_ros.memory.bench import bank_points
 from mirage_ros.memory.camera import frustum_planes, rows_cam_to_map, rows_map_to_cam
 from mirage_ros.memory.frames import unproject_keys_reference
 from mirage_ros.memory.synthetic import Room, circle_trajectory, latent_frames, pinhole

@@ -153,11 +153,14 @@ def test_free_regions_tell_the_inside_of_a_building_from_the_space_around_it():
     assert regions.enclosed[inside] and not regions.enclosed[around]
     assert regions.sizes[around] > regions.sizes[inside]  # "the largest" would be outside
     assert regions.default() == inside
-    # A room open to the edge of the grid on every side: nothing is enclosed, take the largest.
-    room = load_scene(ROOM)
-    pilot = TourPilot(room, np.random.default_rng(0))
+    # Open ground with two blocks on it: nothing is walled in, so the largest region it is.
+    blocks = load_scene('<mujoco><worldbody><geom type="box" size="1 1 0.5" pos="0 0 0.5"/>'
+                        '<geom type="box" size="0.3 0.3 0.5" pos="3 0 0.5"/></worldbody></mujoco>')
+    pilot = TourPilot(blocks, np.random.default_rng(0))
     regions = free_regions(pilot.grid, pilot.min_clearance)
+    assert not regions.enclosed.any()
     assert regions.default() == 1 + int(np.argmax(regions.sizes[1:]))
+    assert not SimRobot(blocks).region_enclosed
 
 
 def test_tours_of_a_closed_building_stay_inside_it():

@@ -1,7 +1,8 @@
 """Geometry for mirage_ros: pinhole cameras, SE(3), REP-103 frames and Plücker rays.
 
-numpy only (plus transforms3d for quaternions); nothing here imports torch or ROS. The
-conventions are written down in the submodules: pixel grid and ROS K in :mod:`.camera`, transform
+numpy only (plus transforms3d for quaternions; torch only inside the Plücker functions, imported
+when they run); nothing here imports ROS. The conventions are written down in the submodules:
+pixel grid and ROS K in :mod:`.camera`, transform
 naming (``a_to_b`` maps frame ``a`` to frame ``b``) and quaternion order in :mod:`.se3`, body and
 optical frames in :mod:`.frames`, ray channel order in :mod:`.rays`, the camera mount on the
 robot in :mod:`.rig`.

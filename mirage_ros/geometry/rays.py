@@ -10,21 +10,29 @@ Channel order of the ``[6, h, w]`` map: ``(d_x, d_y, d_z, m_x, m_y, m_z)``.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
 from numpy.typing import ArrayLike, NDArray
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["plucker_rays", "plucker_rays_torch"]
 
 
 def plucker_rays_torch(K: torch.Tensor, cam_to_ref: torch.Tensor, height: int,
-                       width: int) -> torch.Tensor:
+                       width: int) -> torch.Tensor:  # noqa: F821 (torch is imported lazily)
     """Plücker map ``[..., 6, height, width]`` computed in torch on the inputs' device and dtype.
 
     ``K`` ([3, 3] or [..., 3, 3]) describes the ``height x width`` grid itself; ``cam_to_ref``
     ([..., 4, 4]) maps camera optical coordinates to the reference frame; leading dimensions
     broadcast. The rollout calls this on the model's device every step, so no host round trip.
+    torch is imported here, not at module level: geometry stays cheap to import (the sensors
+    and the bag importer use it without torch).
     """
+    import torch
+
     if cam_to_ref.shape[-2:] != (4, 4):
         raise ValueError(f"cam_to_ref must have shape [..., 4, 4], got {tuple(cam_to_ref.shape)}")
     T = cam_to_ref
@@ -60,8 +68,10 @@ def plucker_rays(K: ArrayLike, cam_to_ref: ArrayLike, height: int, width: int) -
     T = np.asarray(cam_to_ref, dtype=np.float64)
     if T.shape[-2:] != (4, 4):
         raise ValueError(f"cam_to_ref must have shape [..., 4, 4], got {T.shape}")
+    import torch
+
     K = np.asarray(K, dtype=np.float64)
     lead = np.broadcast_shapes(K.shape[:-2], T.shape[:-2])
-    K = torch.from_numpy(np.ascontiguousarray(np.broadcast_to(K, lead + (3, 3))))
-    T = torch.from_numpy(np.ascontiguousarray(np.broadcast_to(T, lead + (4, 4))))
+    K = torch.from_numpy(np.array(np.broadcast_to(K, lead + (3, 3))))  # copies: writable
+    T = torch.from_numpy(np.array(np.broadcast_to(T, lead + (4, 4))))
     return plucker_rays_torch(K, T, height, width).numpy()

@@ -118,7 +118,7 @@ class RolloutEngine:
     # ------------------------------------------------------------------ configuration
 
     def set_cam_to_base(self, cam_to_base: np.ndarray | torch.Tensor) -> None:
-        T = torch.as_tensor(cam_to_base, dtype=torch.float64).cpu()
+        T = torch.from_numpy(_numpy64(cam_to_base))
         if T.shape != (4, 4) or not bool(torch.isfinite(T).all()):
             raise ValueError(f"cam_to_base must be a finite 4x4 transform, got {tuple(T.shape)}")
         self.cam_to_base = T
@@ -172,8 +172,8 @@ class RolloutEngine:
             if depth.shape != rgb.shape[:2]:
                 raise ValueError(f"depth {tuple(depth.shape)} and rgb {tuple(rgb.shape[:2])} "
                                  "differ in size")
-        K = np.asarray(torch.as_tensor(K, dtype=torch.float64).cpu().numpy())
-        pose = torch.as_tensor(base_to_map, dtype=torch.float64).cpu()
+        K = _numpy64(K)
+        pose = torch.from_numpy(_numpy64(base_to_map))
         if K.shape != (3, 3) or not np.isfinite(K).all() or K[0, 0] <= 0 or K[1, 1] <= 0:
             raise ValueError("K must be a finite 3x3 with positive focal lengths")
         if pose.shape != (4, 4) or not bool(torch.isfinite(pose).all()):
@@ -315,3 +315,11 @@ class RolloutEngine:
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         """Raw latents ``[B,C,h,w]`` -> RGB ``[B,3,H,W]`` float in [0,1] on the CPU."""
         return self.model.decode(latents.to(self.device)).clamp(0, 1).cpu()
+
+
+def _numpy64(x: np.ndarray | torch.Tensor) -> np.ndarray:
+    """A float64 numpy copy of a tensor or array (a copy: callers' frozen arrays stay frozen and
+    torch never sees a read-only buffer)."""
+    if isinstance(x, torch.Tensor):
+        return x.detach().to("cpu", torch.float64).numpy().copy()
+    return np.array(x, dtype=np.float64)

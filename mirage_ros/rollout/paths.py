@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mirage_ros.geometry import slerp, transform_from_translation_quat_xyzw
+
 
 class InvalidPathError(ValueError):
     """A candidate path is malformed; `path_index` and `pose_index` say where (-1 = whole path)."""
@@ -158,26 +160,6 @@ def resample_path(
         f = np.where(span > 0, (targets - s[seg]) / np.where(span > 0, span, 1.0), 0.0)
         f = np.clip(f, 0.0, 1.0)
         p_out = pos[seg] + f[:, None] * (pos[seg + 1] - pos[seg])
-        q_out = slerp_xyzw(quat[seg], quat[seg + 1], f)
-    from mirage_ros.geometry import transform_from_translation_quat_xyzw
-
+        q_out = slerp(quat[seg], quat[seg + 1], f)
     return transform_from_translation_quat_xyzw(p_out, q_out)
 
-
-def slerp_xyzw(q0: np.ndarray, q1: np.ndarray, f: np.ndarray) -> np.ndarray:
-    """Spherical interpolation of unit quaternions ``[..., 4]`` (either order) at fractions f."""
-    q0 = np.asarray(q0, dtype=np.float64)
-    q1 = np.asarray(q1, dtype=np.float64)
-    f = np.asarray(f, dtype=np.float64)[..., None]
-    dot = np.sum(q0 * q1, axis=-1, keepdims=True)
-    q1 = np.where(dot < 0, -q1, q1)
-    dot = np.abs(dot).clip(0.0, 1.0)
-    theta = np.arccos(dot)
-    sin = np.sin(theta)
-    # Nearly equal quaternions: linear interpolation is exact to rounding and avoids 0 / 0.
-    near = sin < 1e-9
-    safe = np.where(near, 1.0, sin)
-    a = np.where(near, 1.0 - f, np.sin((1.0 - f) * theta) / safe)
-    b = np.where(near, f, np.sin(f * theta) / safe)
-    q = a * q0 + b * q1
-    return q / np.linalg.norm(q, axis=-1, keepdims=True)

@@ -5,11 +5,11 @@ it takes the robot's latest pose from ``odom`` and builds a fan of constant-curv
 there (:func:`mirage_ros.rollout.arc_fan`). When the goal lies behind the robot, or the robot has
 neither moved nor turned since its last path (blocked), tighter arcs and arcs that start facing
 backwards (the follower turns on the spot, then drives) are added so that it can turn round.
-It sends the candidates, with the goal as ``goal_pose``, to the
-ScorePaths action ``score_paths``, and publishes the path the node rated best (``best_index``) on
-``follow_path`` for the robot to drive, and on ``~/plan`` for RViz. The whole path is followed;
-the next replan decides again. One request is in flight at a time: a replan that comes while the
-previous request is still open is skipped, not queued.
+It sends the candidates, with the goal as ``goal_pose``, to the ScorePaths action
+``score_paths``, and publishes the path the node rated best (``best_index``) on ``follow_path``
+for the robot to drive, and on ``~/plan`` for RViz. The whole path is followed; the next replan
+decides again. One request is in flight at a time: a replan that comes while the previous
+request is still open is skipped, not queued.
 
 Once the robot is within ``goal_tolerance`` of the goal position it stops the robot (a path of
 just its current pose: the simulator's follower is then done and brakes) and reports
@@ -17,7 +17,8 @@ just its current pose: the simulator's follower is then done and brakes) and rep
 ``max_failures`` failed periods in a row: a ScorePaths error, a goal the server refused, no
 answer within ``request_timeout``, or no odometry / no server. During the first ``warmup``
 seconds a missing odometry or server and NO_MEMORY (the imagination node has not observed
-anything yet) are logged but not counted.
+anything yet) are logged but not counted. With ``exit_after_finish`` >= 0 the node exits (code 0)
+that many seconds after arriving or giving up; by default it stays up, its status latched.
 
 Topics (names relative, so a namespace or a remap moves them):
 
@@ -76,7 +77,7 @@ DEFAULTS: dict[str, object] = {
     "poses_per_path": 9,
     "max_curvature": 1.2,
     "horizon": 0,
-    "num_previews": 0,
+    "num_previews": 4,
     "timeout": 120.0,
     "max_failures": 5,
     "warmup": 10.0,

@@ -4,7 +4,8 @@ Two things start these graphs: the launch files in ``launch/`` (``ros2 launch`` 
 and :mod:`mirage_ros.ros.launcher` (a bare machine with ROS 2 from PyPI, where ``launch`` and
 ``launch_ros`` do not exist). Both read the specs made here, so a node, a parameter file or a
 remapping is added in one place. This module imports neither ``launch`` nor ``rclpy``;
-:func:`launch_actions` imports ``launch_ros`` when it is called.
+:func:`launch_description` and :func:`launch_actions` import ``launch`` / ``launch_ros`` when
+they are called.
 
 The graphs:
 
@@ -73,10 +74,10 @@ class NodeSpec:
     """One node of a graph: what to run, under which name, with which parameters and remaps.
 
     ``params_files`` are relative to the package's share directory (``config/mirage.yaml``) and
-    are resolved only when the node is started (:func:`share_file`); an absolute path (a
-    user's file) is taken as it is. ``parameters`` override
-    them (a user's params file sits between the two). ``remappings`` are ``(from, to)`` rule
-    pairs as ``--ros-args -r from:=to`` takes them. ``module`` is the Python module the
+    are resolved only when the node is started (:func:`share_file`); an absolute path (a user's
+    file) is taken as it is. ``parameters`` override them (a user's params file given at start
+    time sits between the two). ``remappings`` are ``(from, to)`` rule pairs as
+    ``--ros-args -r from:=to`` takes them. ``module`` is the Python module the
     bare-machine launcher runs (``python -m module``); ``None`` for a node that is not part of
     this package (RViz). The graph ends when a ``required`` node exits.
     """
@@ -106,8 +107,8 @@ class NodeSpec:
 
 def sim_spec(
     *,
-    scene_seed: int | None = None,
-    start_pose: Sequence[float] | None = None,
+    scene_seed: int | str | None = None,
+    start_pose: Sequence[float] | str | None = None,
     mode: str | None = None,
     mjcf_path: str | None = None,
 ) -> NodeSpec:
@@ -143,7 +144,7 @@ def mirage_spec(*, use_sim_time: bool = False, camera_source: str | None = None)
 
 def demo_planner_spec(
     *,
-    goal: Sequence[float] | None = None,
+    goal: Sequence[float] | str | None = None,
     use_sim_time: bool = False,
     robot: str = SIM,
     world_model: str = MIRAGE,
@@ -189,8 +190,8 @@ def mirage_graph(*, use_sim_time: bool = False) -> list[NodeSpec]:
 
 def sim_graph(
     *,
-    scene_seed: int | None = 0,
-    start_pose: Sequence[float] | None = None,
+    scene_seed: int | str | None = 0,
+    start_pose: Sequence[float] | str | None = None,
     use_sim_time: bool = True,
 ) -> list[NodeSpec]:
     """The simulator on its scripted tour and the world-model node watching it."""
@@ -202,9 +203,9 @@ def sim_graph(
 
 def sim_demo_graph(
     *,
-    scene_seed: int | None = 0,
-    goal: Sequence[float] | None = DEMO_GOAL,
-    start_pose: Sequence[float] | None = DEMO_START,
+    scene_seed: int | str | None = 0,
+    goal: Sequence[float] | str | None = DEMO_GOAL,
+    start_pose: Sequence[float] | str | None = DEMO_START,
     use_sim_time: bool = True,
 ) -> list[NodeSpec]:
     """Simulator (following paths) + world-model node + demo planner, in start order.

@@ -37,9 +37,8 @@ from nav_msgs.msg import Odometry, Path
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.action.server import ServerGoalHandle
-from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
+from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.exceptions import InvalidParameterTypeException
-from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import qos_profile_sensor_data
@@ -78,7 +77,7 @@ from mirage_ros.ros.conversions import (
     scores_to_list,
 )
 from mirage_ros.ros.image_bridge import imgmsg_to_numpy, imgmsg_to_rgb8, numpy_to_imgmsg
-from mirage_ros.ros.spin import run_node
+from mirage_ros.ros.spin import CalmMultiThreadedExecutor, run_node
 from mirage_ros.sensors import ObservationPairer, decode_depth
 from mirage_ros.srv import LoadMemory, SaveMemory
 
@@ -233,7 +232,12 @@ class MirageNode(Node):
                 raise ValueError(f"load_memory_at_start: {message}")
             self.get_logger().info(message)
 
-        sensors = MutuallyExclusiveCallbackGroup()
+        # Every callback group of this node is reentrant. rclpy's MultiThreadedExecutor spins,
+        # holding the GIL, while a ready entity waits for its busy mutually exclusive group; with
+        # the CPU full of imagination, sensor callbacks took long enough for that to slow
+        # ScorePaths 30-fold (measured). The callbacks are thread-safe instead: the pairer has
+        # its own lock, the engine serialises memory writes, repeated work uses try-locks.
+        sensors = ReentrantCallbackGroup()
         qos = qos_profile_sensor_data
         self.create_subscription(Image, "camera/image_raw", self._on_image, qos,
                                  callback_group=sensors)
@@ -242,10 +246,12 @@ class MirageNode(Node):
         self.create_subscription(CameraInfo, "camera/camera_info", self._on_camera_info, qos,
                                  callback_group=sensors)
         self.create_subscription(Odometry, "odom", self._on_odom, qos, callback_group=sensors)
-        # Encoding and fusing take tens of milliseconds: a timer of its own does it, so the
-        # sensor callbacks above only queue and never make odometry wait.
-        self.create_timer(0.02, self._on_observe_timer,
-                          callback_group=MutuallyExclusiveCallbackGroup())
+        # Encoding and fusing take tens of milliseconds: a worker thread of its own does it, so
+        # the sensor callbacks above only queue (and never wait for it).
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._observer = threading.Thread(target=self._observe_loop, name="mirage observer",
+                                          daemon=True)
 
         self._score_server = ActionServer(
             self, ScorePaths, "~/score_paths",
@@ -256,8 +262,12 @@ class MirageNode(Node):
             callback_group=ReentrantCallbackGroup(),
         )
         self._scores_pub = self.create_publisher(PathScores, "~/path_scores", 10)
+        # A callback that finds its work already running returns at once (try-locks).
+        background = ReentrantCallbackGroup()
+        self._busy = {k: threading.Lock() for k in ("stream", "plan", "cloud", "diagnostics")}
+        self._stream_pending: CandidatePaths | None = None
         self.create_subscription(CandidatePaths, "~/candidate_paths", self._on_candidate_paths,
-                                 10, callback_group=MutuallyExclusiveCallbackGroup())
+                                 10, callback_group=background)
         self.create_subscription(Path, "~/planned_path", self._on_planned_path, 10,
                                  callback_group=sensors)
         self._best_pub = self.create_publisher(Path, "~/best_path", 10)
@@ -267,17 +277,17 @@ class MirageNode(Node):
         self._cloud_pub = self.create_publisher(PointCloud2, "~/memory_cloud", 1)
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
 
-        services = MutuallyExclusiveCallbackGroup()
+        services = ReentrantCallbackGroup()
         self.create_service(SaveMemory, "~/save_memory", self._on_save, callback_group=services)
         self.create_service(LoadMemory, "~/load_memory", self._on_load, callback_group=services)
         self.create_service(Trigger, "~/clear_memory", self._on_clear, callback_group=services)
 
-        slow = MutuallyExclusiveCallbackGroup()
         self.create_timer(float(values["plan_preview_period"]), self._on_plan_timer,
-                          callback_group=slow)
+                          callback_group=background)
         self.create_timer(float(values["memory_cloud_period"]), self._on_cloud_timer,
-                          callback_group=slow)
-        self.create_timer(1.0, self._on_diagnostics_timer, callback_group=slow)
+                          callback_group=background)
+        self.create_timer(1.0, self._on_diagnostics_timer, callback_group=background)
+        self._observer.start()
         model = self._engine.model
         self.get_logger().info(
             f"serving {self.resolve_topic_name('~/score_paths', only_expand=True)} in frame "
@@ -289,19 +299,13 @@ class MirageNode(Node):
     # ---------------------------------------------------------------- set-up
 
     def _declare_critic_parameters(self) -> list[str]:
-        names = []
-        for critic in self.get_parameter("critics").value:
-            try:
-                cls = critic_class(critic)
-            except ValueError as err:
-                raise ValueError(f"invalid parameter critics: {err}") from None
-            params = {"weight": (cls.default_weight, f"weight of {cls.description}"),
-                      **cls.parameters}
-            for key, (default, description) in params.items():
-                full = f"{critic}.{key}"
-                self.declare_parameter(full, default, ParameterDescriptor(description=description))
-                names.append(full)
-        return names
+        try:
+            params = critic_parameters(self.get_parameter("critics").value)
+        except ValueError as err:
+            raise ValueError(f"invalid parameter critics: {err}") from None
+        for full, (default, description) in params.items():
+            self.declare_parameter(full, default, ParameterDescriptor(description=description))
+        return list(params)
 
     def _build_engine(self, values: dict[str, object]) -> RolloutEngine:
         device = str(values["device"])
@@ -352,9 +356,6 @@ class MirageNode(Node):
     def _on_odom(self, msg: Odometry) -> None:
         self._queue("odom", msg, lambda: self._add_odometry(msg))
 
-    def _on_observe_timer(self) -> None:
-        self._observe_ready()
-
     def _on_goal(self, goal: ScorePaths.Goal) -> GoalResponse:
         # Malformed goals are accepted and answered with INVALID_INPUT: a rejection carries no
         # reason, and the planner deserves to know which path was wrong.
@@ -373,19 +374,20 @@ class MirageNode(Node):
         return CancelResponse.ACCEPT
 
     def _on_candidate_paths(self, msg: CandidatePaths) -> None:
-        self._score_stream(msg)
+        self._stream_pending = msg  # the newest wins; the loop below takes it
+        self._exclusive("stream", self._score_pending_streams)
 
     def _on_planned_path(self, msg: Path) -> None:
         self._keep_plan(msg)
 
     def _on_plan_timer(self) -> None:
-        self._publish_plan_preview()
+        self._exclusive("plan", self._publish_plan_preview)
 
     def _on_cloud_timer(self) -> None:
-        self._publish_memory_cloud()
+        self._exclusive("cloud", self._publish_memory_cloud)
 
     def _on_diagnostics_timer(self) -> None:
-        self._publish_diagnostics()
+        self._exclusive("diagnostics", self._publish_diagnostics)
 
     def _on_save(self, request: SaveMemory.Request, response: SaveMemory.Response):
         response.success, response.message, response.voxels = self._save_memory(request.path)
@@ -406,6 +408,43 @@ class MirageNode(Node):
         problem = _check_parameters(values)
         return SetParametersResult(successful=problem is None, reason=problem or "")
 
+    # ---------------------------------------------------------------- background work
+
+    def _exclusive(self, name: str, work) -> None:
+        """Run ``work`` unless the same work is already running (then return at once)."""
+        lock = self._busy[name]
+        if not lock.acquire(blocking=False):
+            return
+        try:
+            work()
+        finally:
+            lock.release()
+
+    def _observe_loop(self) -> None:
+        while not self._stopping.is_set():
+            self._wake.wait(0.1)
+            self._wake.clear()
+            try:
+                self._observe_ready()
+            except Exception as err:  # noqa: BLE001 - the observer must outlive a bad frame
+                self._bad_inputs["observation"] = self._bad_inputs.get("observation", 0) + 1
+                self.get_logger().error(f"observation failed: {err!r}",
+                                        throttle_duration_sec=5.0)
+
+    def _score_pending_streams(self) -> None:
+        while self._stream_pending is not None:
+            msg, self._stream_pending = self._stream_pending, None
+            self._score_stream(msg)
+
+    def destroy_node(self) -> None:
+        # rclpy also destroys a node whose __init__ failed half-way: the thread may not exist.
+        observer = getattr(self, "_observer", None)
+        if observer is not None and observer.is_alive():
+            self._stopping.set()
+            self._wake.set()
+            observer.join(timeout=10.0)
+        super().destroy_node()
+
     # ---------------------------------------------------------------- observations
 
     def _queue(self, kind: str, msg, push) -> None:
@@ -420,6 +459,7 @@ class MirageNode(Node):
             return
         if kind in self._rates:
             self._rates[kind].tick()
+        self._wake.set()
 
     def _add_odometry(self, msg: Odometry) -> None:
         frame = str(self.get_parameter("map_frame").value)
@@ -513,8 +553,11 @@ class MirageNode(Node):
         total = len(paths) * horizon
 
         def on_step(done: int, steps: int) -> bool:
-            handle.publish_feedback(ScorePaths.Feedback(steps_done=done * len(paths),
-                                                        steps_total=total))
+            try:
+                handle.publish_feedback(ScorePaths.Feedback(steps_done=done * len(paths),
+                                                            steps_total=total))
+            except Exception:  # noqa: BLE001 - the node is shutting down: stop imagining
+                return False
             return not (handle.is_cancel_requested or preempted.is_set())
 
         outcome = self._score(paths, horizon, target, int(goal.num_previews), on_step,
@@ -790,6 +833,23 @@ def _markers(header: Header, paths: Sequence[CandidatePath], scores: np.ndarray)
     return out
 
 
+def critic_parameters(critics: Sequence[str]) -> dict[str, tuple[object, str]]:
+    """``<critic>.weight`` and ``<critic>.<setting>`` of every listed critic: (default, text)."""
+    out: dict[str, tuple[object, str]] = {}
+    for critic in critics:
+        cls = critic_class(critic)
+        out[f"{critic}.weight"] = (cls.default_weight, f"weight of {cls.description}")
+        out.update({f"{critic}.{k}": v for k, v in cls.parameters.items()})
+    return out
+
+
+def all_defaults() -> dict[str, object]:
+    """Every parameter the node declares with the default critics, and its default (what
+    config/mirage.yaml must repeat)."""
+    extra = critic_parameters(DEFAULTS["critics"])
+    return {**DEFAULTS, **{k: v[0] for k, v in extra.items()}}
+
+
 def _check_parameters(values: dict[str, object]) -> str | None:
     """Return a description of the first invalid parameter value, or None."""
     for name in ("horizon", "max_horizon", "max_paths", "max_poses_per_path", "sampler_steps",
@@ -828,8 +888,8 @@ def _check_parameters(values: dict[str, object]) -> str | None:
 
 
 def main(args: list[str] | None = None) -> int:
-    return run_node(MirageNode, lambda: MultiThreadedExecutor(num_threads=6), "mirage_node",
-                    args)
+    return run_node(MirageNode, lambda: CalmMultiThreadedExecutor(num_threads=6),
+                    "mirage_node", args)
 
 
 if __name__ == "__main__":

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import signal
 import sys
 from collections.abc import Callable
 
 import rclpy
-from rclpy.executors import Executor, ExternalShutdownException
+from rclpy.executors import (
+    ConditionReachedException,
+    Executor,
+    ExternalShutdownException,
+    MultiThreadedExecutor,
+    ShutdownException,
+    TimeoutException,
+)
 from rclpy.node import Node
 
 
@@ -38,3 +46,40 @@ def run_node(
             node.destroy_node()
         rclpy.try_shutdown()
     return 0
+
+
+class CalmMultiThreadedExecutor(MultiThreadedExecutor):
+    """rclpy's MultiThreadedExecutor, minus a busy loop that starves the callbacks it serves.
+
+    On every pass rclpy's executor hands out again each task that is neither running nor done,
+    including a task it already queued in its thread pool that no pool thread has picked up yet;
+    the base class then queues it once more and loops without waiting. On a loaded CPU (a
+    rollout in another thread) pool threads start late, so the loop ran ~1,000 passes a second
+    holding the GIL and ScorePaths took 20-50 s instead of 1-2 s (measured with the simulator
+    publishing at 10 Hz). Here a task still queued is not queued again: the pass waits up to
+    5 ms for the pool instead, which lets it start the task.
+    Relies on ``_executor`` and ``_futures`` of rclpy 9 (the version the Makefile pins).
+    """
+
+    def __init__(self, num_threads: int | None = None, **kwargs) -> None:
+        super().__init__(num_threads, **kwargs)
+        self._queued: dict[object, concurrent.futures.Future] = {}
+
+    def _spin_once_impl(self, timeout_sec=None, wait_condition=lambda: False) -> None:
+        try:
+            handler, _, _ = self.wait_for_ready_callbacks(timeout_sec, None, wait_condition)
+        except (ExternalShutdownException, ShutdownException, TimeoutException,
+                ConditionReachedException):
+            return
+        queued = self._queued.get(handler)
+        if queued is not None and not queued.done():
+            concurrent.futures.wait([queued], timeout=0.005)
+            return
+        self._queued[handler] = self._executor.submit(handler)
+        if handler not in self._futures:
+            self._futures.append(handler)
+        for future in self._futures[:]:
+            if future.done():
+                self._futures.remove(future)
+                self._queued.pop(future, None)
+                future.result()  # raise any exception of the callback

@@ -1,8 +1,8 @@
 """Benchmarks of the latent memory. Prints numbers; asserts nothing about time.
 
-    python -m mirage_ros.memory.bench                      # both sections, sizes for the device
-    python -m mirage_ros.memory.bench --section ratio      # (a) bytes vs an RGB point cloud
-    python -m mirage_ros.memory.bench --section timing --device cuda --voxels 1000000 --views 512
+    python -m mirage_ros.bench.memory                      # both sections, sizes for the device
+    python -m mirage_ros.bench.memory --section ratio      # (a) bytes vs an RGB point cloud
+    python -m mirage_ros.bench.memory --section timing --device cuda --voxels 1000000 --views 512
 
 (a) For the frames of a trajectory that revisits places (a synthetic room, the camera circling it
     several times with pose noise, 128 x 128 depth, 16 x 16 x C latents), the memory's bytes
@@ -24,9 +24,16 @@ from collections.abc import Callable
 
 import torch
 
-from .backend import kernel_ops
-from .latent_memory import LatentMemory
-from .synthetic import Room, circle_trajectory, latent_frames, pinhole, ray_depth, surface_latent
+from mirage_ros.memory.backend import kernel_ops
+from mirage_ros.memory.latent_memory import LatentMemory
+from mirage_ros.memory.synthetic import (
+    Room,
+    circle_trajectory,
+    latent_frames,
+    pinhole,
+    ray_depth,
+    surface_latent,
+)
 
 
 def _fmt_bytes(n: float) -> str:
