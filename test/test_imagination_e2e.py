@@ -249,3 +249,55 @@ def test_memory_services_round_trip(graph, tmp_path):
     assert cleared.success
     loaded = rig.client.result(load.call_async(LoadMemory.Request(path=path)))
     assert loaded.success and loaded.voxels >= 1, loaded.message
+
+
+def test_outputs_for_rviz_and_diagnostics(graph):
+    """Markers, previews, best path, plan preview, memory cloud and /diagnostics all appear."""
+    from diagnostic_msgs.msg import DiagnosticArray
+    from nav_msgs.msg import Path
+    from sensor_msgs.msg import Image, PointCloud2
+    from visualization_msgs.msg import MarkerArray
+
+    seed, rig = graph
+    if seed != SEEDS[0]:
+        pytest.skip("once is enough")
+    node = rig.client.node
+    got: dict[str, list] = {k: [] for k in ("markers", "previews", "best", "plan", "cloud",
+                                            "diag")}
+    subs = [
+        node.create_subscription(MarkerArray, "/mirage/candidates", got["markers"].append, 10),
+        node.create_subscription(Image, "/mirage/previews", got["previews"].append, 10),
+        node.create_subscription(Path, "/mirage/best_path", got["best"].append, 10),
+        node.create_subscription(Image, "/mirage/plan_preview", got["plan"].append, 10),
+        node.create_subscription(PointCloud2, "/mirage/memory_cloud", got["cloud"].append, 1),
+        node.create_subscription(DiagnosticArray, "/diagnostics", got["diag"].append, 10),
+    ]
+    plan_pub = node.create_publisher(Path, "/mirage/planned_path", 10)
+    rig.client.spin_until(lambda: all(s.get_publisher_count() > 0 for s in subs)
+                          and plan_pub.get_subscription_count() > 0, 30.0, "discovery")
+    x, y, yaw = rig.pose()
+    goal, fan = fan_goal(x, y, yaw, n=5, previews=2)
+    goal.header.stamp.sec = 77
+    result = rig.result(rig.send(goal))
+    assert result.error_code == Result.SUCCESS, result.error_msg
+    plan = paths_to_msgs([fan[2]])[0]
+    plan_pub.publish(plan)
+    rig.client.spin_until(lambda: all(got.values()), 60.0,
+                          f"outputs (so far: { {k: len(v) for k, v in got.items()} })")
+    markers = got["markers"][-1].markers
+    strips = [m for m in markers if m.type == m.LINE_STRIP]
+    assert len(strips) == 5 and strips[0].header.stamp.sec == 77
+    best = int(np.argmax(result.scores))
+    assert strips[best].scale.x > strips[(best + 1) % 5].scale.x  # the best is drawn wider
+    assert got["best"][-1].header.stamp.sec == 77
+    assert len(got["best"][-1].poses) == len(fan[best].positions)
+    preview = got["previews"][-1]
+    assert preview.header.stamp.sec == 77 and preview.width > preview.height > 0
+    strip = got["plan"][-1]
+    assert strip.width == 8 * strip.height  # the imagined views of 8 steps side by side
+    cloud = got["cloud"][-1]
+    assert cloud.width > 100 and [f.name for f in cloud.fields] == ["x", "y", "z", "rgb"]
+    status = got["diag"][-1].status[0]
+    values = {kv.key: kv.value for kv in status.values}
+    assert int(values["voxels"]) > 0 and float(values["image rate (Hz)"]) > 0
+    assert float(values["last ScorePaths latency (s)"]) > 0

@@ -205,3 +205,37 @@ def test_a_second_sigint_during_shutdown_does_not_crash_the_node():
             time.sleep(0.01)
         assert proc.proc.wait(timeout=20) == 0, proc.log()
         assert "Traceback" not in proc.log()
+
+
+def test_a_goal_accepted_before_an_older_one_starts_still_preempts_it():
+    """rclpy may start executing goal A only after goal B was accepted: A must see B."""
+    import rclpy
+
+    from mirage_ros.ros.mirage_node import MirageNode
+
+    class Handle:
+        def execute(self):
+            pass
+
+    context = rclpy.Context()
+    rclpy.init(context=context, args=["--ros-args", "-p",
+                                      "critics:=[path_length,path_turning]"])
+    node = MirageNode(context=context)
+    try:
+        a, b = Handle(), Handle()
+        node._on_accepted(a)
+        node._on_accepted(b)
+        assert node._preempt_flags[id(a)].is_set()
+        assert not node._preempt_flags[id(b)].is_set()
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown(context=context)
+
+
+def test_durations_round_to_the_nanosecond():
+    from mirage_ros.ros.conversions import duration_from_seconds
+
+    d = duration_from_seconds(1.9999999999)
+    assert (d.sec, d.nanosec) == (2, 0)
+    d = duration_from_seconds(0.25)
+    assert (d.sec, d.nanosec) == (0, 250_000_000)

@@ -187,3 +187,10 @@ def test_resample_path_steps_evenly_and_holds_the_end():
     spin = path([[0, 0], [0, 0]], [0, 0.7])  # a turn on the spot advances by step_angle
     yaw = [math.atan2(T[1, 0], T[0, 0]) for T in resample_path(spin, 3, 0.25, 0.35)]
     np.testing.assert_allclose(yaw, [0, 0.35, 0.7, 0.7], atol=1e-9)
+
+
+def test_clearance_refuses_settings_that_would_switch_it_off():
+    with pytest.raises(ValueError, match="min_height 1.5 must be below max_height 1.2"):
+        make_critic("clearance", {"min_height": 1.5})
+    with pytest.raises(ValueError, match="margin and max_range must be > 0"):
+        make_critic("clearance", {"margin": 0.0})

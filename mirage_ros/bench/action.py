@@ -1,11 +1,15 @@
 """ScorePaths latency through the action, next to the node's own planning time.
 
-    python -m mirage_ros.bench.action [--paths 16] [--horizon 8] [--goals 10] [--scene-seed 7]
+    python -m mirage_ros.bench.action [--paths 16] [--horizon 8] [--goals 10]
+        [--source sim|synthetic] [--scene-seed 7] [--device auto]
 
-Starts the simulator (scripted tour) and the mirage node with the bare-machine launcher, waits
-until the node has a memory, then sends ``--goals`` ScorePaths goals of a ``--paths`` arc fan
-from the robot's pose, one after the other, and prints the median and maximum client round
-trip and the node-side ``planning_time``; the difference is the ROS overhead.
+Starts the mirage node with the bare-machine launcher and feeds it a camera: the MuJoCo
+simulator on its scripted tour (``--source sim``), or this process publishing frames of the
+analytic room of ``memory.synthetic`` while the robot turns on the spot at 10 Hz (``--source
+synthetic``: no MuJoCo, for the GPU hosts). It waits until the node has a memory, then sends
+``--goals`` ScorePaths goals of a ``--paths`` arc fan from the robot's pose, one after the
+other, and prints the median and maximum client round trip and the node-side
+``planning_time``; the difference is the ROS overhead (messages, executor, feedback).
 """
 
 from __future__ import annotations
@@ -16,18 +20,73 @@ import os
 import random
 import statistics
 import time
+from collections import deque
 
 import rclpy
 from nav_msgs.msg import Odometry
 from rclpy.action import ActionClient
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
+from std_msgs.msg import Header
 
 from mirage_ros.action import ScorePaths
 from mirage_ros.rollout import arc_fan
 from mirage_ros.ros.conversions import paths_to_msgs
-from mirage_ros.ros.graph import sim_graph
+from mirage_ros.ros.graph import mirage_graph, sim_graph
 from mirage_ros.ros.launcher import launch_graph
+
+
+class SyntheticCamera:
+    """Publishes ``camera/*`` and ``odom`` of a robot turning on the spot in the analytic room
+    (ray-cast depth, depth-shaded grey images) at 10 Hz, stamped alike."""
+
+    def __init__(self, node: Node, odom: list, size: int = 128) -> None:
+        from sensor_msgs.msg import CameraInfo, Image
+
+        from mirage_ros.geometry import CameraRig
+        from mirage_ros.memory.synthetic import Room
+
+        self.node, self.odom, self.size = node, odom, size
+        self.rig = CameraRig.create(size, size)
+        self.room = Room()
+        qos = qos_profile_sensor_data
+        self.image = node.create_publisher(Image, "/camera/image_raw", qos)
+        self.depth = node.create_publisher(Image, "/camera/depth", qos)
+        self.info = node.create_publisher(CameraInfo, "/camera/camera_info", qos)
+        self.pose = node.create_publisher(Odometry, "/odom", qos)
+        self.tick = 0
+        node.create_timer(0.1, self.publish)
+
+    def publish(self) -> None:
+        import numpy as np
+        import torch
+        from sensor_msgs.msg import CameraInfo
+
+        from mirage_ros.geometry import matrix_to_quat_xyzw, planar_pose
+        from mirage_ros.memory.synthetic import ray_depth
+        from mirage_ros.ros.image_bridge import numpy_to_imgmsg
+
+        self.tick += 1
+        yaw = 0.15 * self.tick
+        base = planar_pose(0.3 * np.cos(yaw), 0.3 * np.sin(yaw), yaw)
+        cam = torch.from_numpy(self.rig.cam_to_map(base))
+        K = torch.from_numpy(self.rig.camera.K)
+        depth = ray_depth(cam[None], K, (self.size, self.size), self.room)[0].numpy()
+        grey = (255 * np.exp(-depth / 4.0)).clip(0, 255).astype(np.uint8)
+        stamp = self.node.get_clock().now().to_msg()
+        header = Header(stamp=stamp, frame_id="camera_optical_frame")
+        self.image.publish(numpy_to_imgmsg(np.repeat(grey[..., None], 3, 2), "rgb8", header))
+        self.depth.publish(numpy_to_imgmsg(depth.astype(np.float32), "32FC1", header))
+        info = CameraInfo(header=header, width=self.size, height=self.size)
+        info.k = [float(v) for v in self.rig.camera.ros_k().ravel()]
+        self.info.publish(info)
+        msg = Odometry()
+        msg.header.stamp, msg.header.frame_id, msg.child_frame_id = stamp, "map", "base_link"
+        p, o = msg.pose.pose.position, msg.pose.pose.orientation
+        p.x, p.y = float(base[0, 3]), float(base[1, 3])
+        o.x, o.y, o.z, o.w = (float(v) for v in matrix_to_quat_xyzw(base))
+        self.pose.publish(msg)
+        self.odom.append(msg)
 
 
 def _wait(node: Node, future, timeout: float = 120.0):
@@ -43,15 +102,24 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--horizon", type=int, default=8)
     p.add_argument("--goals", type=int, default=10)
     p.add_argument("--scene-seed", type=int, default=7)
+    p.add_argument("--source", choices=("sim", "synthetic"), default="sim")
+    p.add_argument("--device", default="auto", help="the node's device parameter")
     args = p.parse_args(argv)
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     os.environ.setdefault("ROS_DOMAIN_ID", str(random.SystemRandom().randint(1, 100)))
     rclpy.init()
     node = Node("mirage_bench_action")
-    odom: list[Odometry] = []
-    node.create_subscription(Odometry, "/mirage_sim/odom", odom.append, qos_profile_sensor_data)
+    odom: deque[Odometry] = deque(maxlen=100)
     client = ActionClient(node, ScorePaths, "/mirage/score_paths")
-    with launch_graph(sim_graph(scene_seed=args.scene_seed), log_level="warn"):
+    if args.source == "sim":
+        node.create_subscription(Odometry, "/mirage_sim/odom", odom.append,
+                                 qos_profile_sensor_data)
+        specs = sim_graph(scene_seed=args.scene_seed)
+    else:
+        SyntheticCamera(node, odom)  # its timer (held by the node) keeps it publishing
+        specs = mirage_graph()
+    specs = [s.with_parameters(device=args.device) if s.name == "mirage" else s for s in specs]
+    with launch_graph(specs, log_level="warn"):
         if not client.wait_for_server(timeout_sec=120.0):
             raise SystemExit("the mirage node did not come up")
         rtts, node_times = [], []
@@ -70,9 +138,11 @@ def main(argv: list[str] | None = None) -> int:
             handle = _wait(node, client.send_goal_async(goal))
             result = _wait(node, handle.get_result_async()).result
             rtt = time.perf_counter() - t0
-            if result.error_code != ScorePaths.Result.SUCCESS:
-                time.sleep(0.2)  # NO_MEMORY while the first frames arrive
+            if result.error_code == ScorePaths.Result.NO_MEMORY:
+                time.sleep(0.2)  # while the first frames arrive
                 continue
+            if result.error_code != ScorePaths.Result.SUCCESS:
+                raise SystemExit(f"ScorePaths failed: {result.error_msg}")
             rtts.append(rtt)
             node_times.append(result.planning_time.sec + result.planning_time.nanosec * 1e-9)
     node.destroy_node()

@@ -8,18 +8,24 @@ the frames that are observed anyway (each observation adds 256 latent/colour pai
 
 from __future__ import annotations
 
+import threading
+
 import torch
 import torch.nn.functional as F
 
 
 class LatentColorMap:
-    """Accumulates the normal equations of ``rgb ~ [latent, 1] @ W`` and solves on demand."""
+    """Accumulates the normal equations of ``rgb ~ [latent, 1] @ W`` and solves on demand.
+
+    Thread-safe: the node updates it from its observer thread while a timer colours the cloud.
+    """
 
     def __init__(self, channels: int, ridge: float = 1e-3) -> None:
         self._ata = torch.zeros(channels + 1, channels + 1, dtype=torch.float64)
         self._atb = torch.zeros(channels + 1, 3, dtype=torch.float64)
         self._ridge = ridge
         self._w: torch.Tensor | None = None
+        self._lock = threading.Lock()
         self.samples = 0
 
     def update(self, latents: torch.Tensor, rgb: torch.Tensor) -> None:
@@ -30,18 +36,22 @@ class LatentColorMap:
         a = torch.cat([latents.float(), torch.ones(b, 1, h, w, device=latents.device)], 1)
         a = a.permute(0, 2, 3, 1).reshape(-1, c + 1).double().cpu()
         y = colour.permute(0, 2, 3, 1).reshape(-1, 3).double().cpu()
-        self._ata += a.T @ a
-        self._atb += a.T @ y
-        self.samples += a.shape[0]
-        self._w = None
+        ata, atb = a.T @ a, a.T @ y
+        with self._lock:
+            self._ata += ata
+            self._atb += atb
+            self.samples += a.shape[0]
+            self._w = None
 
     def __call__(self, latents: torch.Tensor) -> torch.Tensor:
         """Latent vectors ``[M,C]`` -> colours ``[M,3]`` uint8 (mid grey before any update)."""
         m = latents.shape[0]
-        if self.samples == 0:
-            return torch.full((m, 3), 128, dtype=torch.uint8)
-        if self._w is None:
-            eye = torch.eye(self._ata.shape[0], dtype=torch.float64)
-            self._w = torch.linalg.solve(self._ata + self._ridge * eye, self._atb).float()
+        with self._lock:
+            if self.samples == 0:
+                return torch.full((m, 3), 128, dtype=torch.uint8)
+            if self._w is None:
+                eye = torch.eye(self._ata.shape[0], dtype=torch.float64)
+                self._w = torch.linalg.solve(self._ata + self._ridge * eye, self._atb).float()
+            w = self._w
         a = torch.cat([latents.float().cpu(), torch.ones(m, 1)], 1)
-        return (a @ self._w * 255.0).round().clamp(0, 255).to(torch.uint8)
+        return (a @ w * 255.0).round().clamp(0, 255).to(torch.uint8)

@@ -250,8 +250,11 @@ class RolloutEngine:
         t0 = time.perf_counter()
         memory, last = self.snapshot()
         imagine = self.needs_imagination or num_previews > 0
-        if imagine and (last is None or len(memory) == 0):
+        if imagine and len(memory) == 0:
             raise NoMemoryError("nothing has been observed yet: the memory is empty")
+        if imagine and last is None:
+            raise NoMemoryError("the memory holds a map but no camera frame has arrived yet "
+                                "(imagination starts from the newest frame)")
         base, cams = self.camera_poses(paths, horizon, last.cam_to_map if last else None)
         K_lat = last.K_latent if last is not None else torch.eye(3, device=self.device)
         timings["poses"] = time.perf_counter() - t0

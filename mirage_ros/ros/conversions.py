@@ -61,8 +61,9 @@ def scores_to_list(table: ScoreTable) -> list[float]:
 
 
 def duration_from_seconds(seconds: float) -> Duration:
-    sec = int(seconds)
-    return Duration(sec=sec, nanosec=int(round((seconds - sec) * 1e9)) % 1_000_000_000)
+    """A non-negative duration, rounded to the nanosecond (1.9999999999 s is 2 s, not 1 s)."""
+    total = max(0, int(round(seconds * 1e9)))
+    return Duration(sec=total // 1_000_000_000, nanosec=total % 1_000_000_000)
 
 
 def paths_to_msgs(paths: Sequence[CandidatePath]) -> list[Path]:

@@ -26,7 +26,6 @@ import threading
 import time
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -159,12 +158,6 @@ class GoalError(Exception):
         self.code = code
 
 
-@dataclass
-class _ActiveGoal:
-    handle: ServerGoalHandle
-    preempted: threading.Event
-
-
 class _Rate:
     """Messages per second over the last few seconds (diagnostics)."""
 
@@ -218,7 +211,9 @@ class MirageNode(Node):
                                          depth_timeout=float(values["depth_timeout"]))
         self._pair_lock = threading.Lock()
         self._goal_lock = threading.Lock()
-        self._active: _ActiveGoal | None = None
+        # Every accepted goal's preemption flag, by goal; a new goal sets all the others'. Kept
+        # per goal because rclpy may start executing a goal after a newer one was accepted.
+        self._preempt_flags: dict[int, threading.Event] = {}
         self._last_write: tuple[float, np.ndarray] | None = None  # (wall time, base_to_map)
         self._rates = {k: _Rate() for k in ("image", "depth", "odom", "written")}
         self._bad_inputs: dict[str, int] = {}
@@ -365,17 +360,21 @@ class MirageNode(Node):
         # One goal at a time, newest wins: a planner that sends a new query no longer needs the
         # old one (Nav2's preemption semantics).
         with self._goal_lock:
-            if self._active is not None:
-                self._active.preempted.set()
-            self._active = _ActiveGoal(handle, threading.Event())
+            for flag in self._preempt_flags.values():
+                flag.set()
+            self._preempt_flags[id(handle)] = threading.Event()
         handle.execute()
 
     def _on_cancel(self, handle: ServerGoalHandle) -> CancelResponse:
         return CancelResponse.ACCEPT
 
     def _on_candidate_paths(self, msg: CandidatePaths) -> None:
-        self._stream_pending = msg  # the newest wins; the loop below takes it
-        self._exclusive("stream", self._score_pending_streams)
+        self._stream_pending = msg  # the newest wins
+        # Whoever holds the stream lock scores what is pending; after releasing it, it looks
+        # again, so a message stored while it was finishing is never left behind.
+        while self._stream_pending is not None and self._exclusive(
+                "stream", self._score_pending_streams):
+            pass
 
     def _on_planned_path(self, msg: Path) -> None:
         self._keep_plan(msg)
@@ -390,11 +389,18 @@ class MirageNode(Node):
         self._exclusive("diagnostics", self._publish_diagnostics)
 
     def _on_save(self, request: SaveMemory.Request, response: SaveMemory.Response):
-        response.success, response.message, response.voxels = self._save_memory(request.path)
+        try:
+            response.success, response.message, response.voxels = self._save_memory(
+                request.path)
+        except Exception as err:  # noqa: BLE001 - answer, never crash
+            response.success, response.message = False, f"save failed: {err!r}"
         return response
 
     def _on_load(self, request: LoadMemory.Request, response: LoadMemory.Response):
-        response.success, response.message = self._load_memory(request.path)
+        try:
+            response.success, response.message = self._load_memory(request.path)
+        except Exception as err:  # noqa: BLE001 - answer, never crash
+            response.success, response.message = False, f"load failed: {err!r}"
         response.voxels = len(self._engine.memory) if response.success else 0
         return response
 
@@ -410,15 +416,19 @@ class MirageNode(Node):
 
     # ---------------------------------------------------------------- background work
 
-    def _exclusive(self, name: str, work) -> None:
-        """Run ``work`` unless the same work is already running (then return at once)."""
+    def _exclusive(self, name: str, work) -> bool:
+        """Run ``work`` unless the same work is already running; False when it was."""
         lock = self._busy[name]
         if not lock.acquire(blocking=False):
-            return
+            return False
         try:
             work()
+        except Exception as err:  # noqa: BLE001 - a bug in one output must not stop the node
+            self._bad_inputs[f"{name} failure"] = self._bad_inputs.get(f"{name} failure", 0) + 1
+            self.get_logger().error(f"{name}: {err!r}", throttle_duration_sec=5.0)
         finally:
             lock.release()
+        return True
 
     def _observe_loop(self) -> None:
         while not self._stopping.is_set():
@@ -452,7 +462,7 @@ class MirageNode(Node):
         try:
             with self._pair_lock:
                 push()
-        except (ValueError, TypeError) as err:
+        except Exception as err:  # noqa: BLE001 - any malformed message is dropped and counted
             self._bad_inputs[kind] = self._bad_inputs.get(kind, 0) + 1
             self.get_logger().warning(f"dropped a {kind} message: {err}",
                                       throttle_duration_sec=5.0)
@@ -514,8 +524,7 @@ class MirageNode(Node):
     def _execute(self, handle: ServerGoalHandle) -> ScorePaths.Result:
         started = time.monotonic()
         with self._goal_lock:
-            active = self._active if self._active and self._active.handle is handle else None
-        preempted = active.preempted if active else threading.Event()
+            preempted = self._preempt_flags.setdefault(id(handle), threading.Event())
         try:
             result = self._serve(handle, handle.request, preempted)
         except GoalError as err:
@@ -525,8 +534,7 @@ class MirageNode(Node):
             result = Result(error_code=Result.INTERNAL_ERROR, error_msg=f"internal error: {err!r}")
         finally:
             with self._goal_lock:
-                if self._active is not None and self._active.handle is handle:
-                    self._active = None
+                self._preempt_flags.pop(id(handle), None)
         elapsed = time.monotonic() - started
         result.planning_time = duration_from_seconds(elapsed)
         if result.error_code == Result.SUCCESS:
@@ -628,7 +636,7 @@ class MirageNode(Node):
     def _parse_goal(self, goal: ScorePaths.Goal) -> Goal:
         pose = latent = None
         img = goal.goal_image
-        if img.width or img.height or len(img.data):
+        if img.width and img.height:  # ScorePaths.action: width or height 0 means unused
             try:
                 rgb = imgmsg_to_rgb8(img)
                 latent = self._engine.encode_image(torch.from_numpy(np.ascontiguousarray(rgb)))
@@ -803,7 +811,8 @@ class MirageNode(Node):
         return True, f"cleared {n} voxels"
 
 
-_READ_ONLY = {"model_path", "device", "memory.voxel_size", "memory.capacity", "critics",
+_READ_ONLY = {"map_frame",
+              "model_path", "device", "memory.voxel_size", "memory.capacity", "critics",
               "camera_to_base", "sync_tolerance", "depth_timeout", "memory_cloud_period",
               "plan_preview_period", "load_memory_at_start", "sampler_steps", "seed",
               "step_length", "step_angle", "robot_radius"}

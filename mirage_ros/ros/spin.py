@@ -29,14 +29,15 @@ def run_node(
     executor = make_executor()
     node = None
     try:
-        node = make_node()
+        try:
+            node = make_node()
+        except ValueError as err:  # only the constructor's: a refused configuration
+            print(f"{program}: {err}", file=sys.stderr)
+            return 2
         executor.add_node(node)
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
-    except ValueError as err:
-        print(f"{program}: {err}", file=sys.stderr)
-        return 2
     finally:
         # A Ctrl-C under ros2 launch arrives twice (the terminal's, then launch's own): the
         # second must not interrupt the cleanup it asked for.

@@ -15,7 +15,9 @@ import torch
 
 from mirage_ros.rollout.critics.base import Critic, CriticBatch, register
 
-_CHUNK = 64  # paths per distance computation: bounds the [paths, points, segments] tensor
+# Elements of the [paths, points, segments, 2] distance tensor computed at once: paths are taken
+# in chunks sized so that long horizons (points and segments both grow with T) stay bounded.
+_CHUNK_ELEMENTS = 8_000_000
 
 
 @register
@@ -32,6 +34,15 @@ class ClearanceCritic(Critic):
         "max_range": (5.0, "metres; farther depth is ignored"),
         "min_points": (3, "obstacle cells that must lie within a distance before it counts"),
     }
+
+    def __init__(self, **params) -> None:
+        super().__init__(**params)
+        if not self.margin > 0 or not self.max_range > 0 or self.min_points < 1:
+            raise ValueError("critic clearance: margin and max_range must be > 0, min_points "
+                             ">= 1")
+        if not self.min_height < self.max_height:
+            raise ValueError(f"critic clearance: min_height {self.min_height} must be below "
+                             f"max_height {self.max_height}")
 
     def cost(self, batch: CriticBatch) -> torch.Tensor:
         if batch.depth is None:
@@ -65,10 +76,11 @@ class ClearanceCritic(Critic):
         track = base[:, :, :2, 3]  # [N,T+1,2]
         out = torch.empty(n, dtype=torch.float64, device=depth.device)
         k = max(1, min(self.min_points, xy.shape[1]))
-        for s in range(0, n, _CHUNK):
-            d = _distance_to_polyline(xy[s:s + _CHUNK], track[s:s + _CHUNK])
-            d = torch.where(obstacle[s:s + _CHUNK], d, torch.full_like(d, float("inf")))
-            out[s:s + _CHUNK] = d.kthvalue(k, dim=1).values
+        chunk = max(1, _CHUNK_ELEMENTS // (xy.shape[1] * t * 2))
+        for s in range(0, n, chunk):
+            d = _distance_to_polyline(xy[s:s + chunk], track[s:s + chunk])
+            d = torch.where(obstacle[s:s + chunk], d, torch.full_like(d, float("inf")))
+            out[s:s + chunk] = d.kthvalue(k, dim=1).values
         return out.cpu()
 
 
