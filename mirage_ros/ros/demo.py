@@ -48,10 +48,12 @@ HELD_OUT_SCENE = 7  # train.episodes.split_of_seed(7) == "test": never trained o
 
 
 def pick_start_and_goal(seed: int, min_distance: float = 2.5, max_distance: float = 4.0,
-                        min_clearance: float = 0.45):
-    """A start and a goal in the scene: the goal is a place a collision-free tour reaches, 2.5-4 m
-    from the start in a straight line that keeps ``min_clearance`` from every obstacle (the demo
-    planner is greedy: it follows the best arc toward the goal, it does not search a graph)."""
+                        min_clearance: float | None = 0.45):
+    """A start and a goal in the scene: the goal is a place a collision-free tour reaches,
+    ``min_distance``-``max_distance`` from the start, by default along a straight line that keeps
+    ``min_clearance`` from every obstacle (the demo planner is greedy: it follows the best arc
+    toward the goal, it does not search a graph). ``min_clearance=None`` drops that condition:
+    the goal may then lie behind furniture or round a corner."""
     from mirage_ros.sim.scene import procedural_scene
     from mirage_ros.sim.tour import tour
 
@@ -65,7 +67,7 @@ def pick_start_and_goal(seed: int, min_distance: float = 2.5, max_distance: floa
             if not min_distance <= d <= max_distance:
                 continue
             line = np.linspace([x0, y0], [x, y], 40)
-            if float(obstacles.distance(line).min()) >= min_clearance:
+            if min_clearance is None or float(obstacles.distance(line).min()) >= min_clearance:
                 heading = math.atan2(y - y0, x - x0)
                 return (x0, y0, yaw0), (float(x), float(y), heading)
     raise RuntimeError(f"no start/goal pair with a clear straight line in scene {seed}")
@@ -221,8 +223,10 @@ def _key(msg: MarkerArray) -> tuple[int, int]:
     return stamp.sec, stamp.nanosec
 
 
-def run(seconds: float, scene_seed: int, out_dir: Path) -> int:
-    start, goal = pick_start_and_goal(scene_seed)
+def run(seconds: float, scene_seed: int, out_dir: Path, goal_distance=(2.5, 4.0),
+        clear_line: bool = True) -> int:
+    start, goal = pick_start_and_goal(scene_seed, *goal_distance,
+                                      min_clearance=0.45 if clear_line else None)
     print(f"[demo] held-out scene {scene_seed}: start ({start[0]:.2f}, {start[1]:.2f}), goal "
           f"({goal[0]:.2f}, {goal[1]:.2f}), {math.dist(start[:2], goal[:2]):.2f} m apart",
           flush=True)
@@ -279,11 +283,16 @@ def main(argv: list[str] | None = None) -> int:
                         help="give up after this long (the planner's timeout)")
     parser.add_argument("--scene-seed", type=int, default=HELD_OUT_SCENE)
     parser.add_argument("--out", type=Path, default=Path("out"))
+    parser.add_argument("--goal-distance", type=float, nargs=2, default=(2.5, 4.0),
+                        metavar=("MIN", "MAX"), help="metres from the start to the goal")
+    parser.add_argument("--any-line", action="store_true",
+                        help="do not require a clear straight line from start to goal")
     args = parser.parse_args(argv)
     # Stay off other ROS graphs on this machine unless the user chose a domain.
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     os.environ.setdefault("ROS_DOMAIN_ID", str(random.SystemRandom().randint(1, 100)))
-    return run(args.seconds, args.scene_seed, args.out)
+    return run(args.seconds, args.scene_seed, args.out, tuple(args.goal_distance),
+               not args.any_line)
 
 
 if __name__ == "__main__":
