@@ -26,7 +26,7 @@ from rclpy.qos import qos_profile_sensor_data
 from ros_harness import REPO, node_process, ros_client
 
 from mirage_ros.action import ScorePaths
-from mirage_ros.geometry import CameraRig
+from mirage_ros.geometry import CameraRig, yaw_from_quat_xyzw
 from mirage_ros.ros.conversions import paths_to_msgs
 from mirage_ros.ros.image_bridge import imgmsg_to_rgb8
 
@@ -80,7 +80,7 @@ class Rig:
     def pose(self) -> tuple[float, float, float]:
         p = self.odom[-1].pose.pose
         q = p.orientation
-        yaw = float(np.arctan2(2 * (q.w * q.z + q.x * q.y), 1 - 2 * (q.y ** 2 + q.z ** 2)))
+        yaw = float(yaw_from_quat_xyzw([q.x, q.y, q.z, q.w]))
         return p.position.x, p.position.y, yaw
 
     def wait_still(self) -> None:

@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from mirage_ros.geometry import CameraRig, camera_pose_from_base
-from mirage_ros.sim.motion import Limits, PurePursuit, RobotState, integrate, wrap_angle
+from mirage_ros.geometry import CameraRig, camera_pose_from_base, wrap_angle
+from mirage_ros.sim.motion import Limits, PurePursuit, RobotState, integrate
 from mirage_ros.sim.planning import cost_to_go, free_regions, route, smooth_polyline
 from mirage_ros.sim.render import Renderer
 from mirage_ros.sim.robot import SimRobot

@@ -15,7 +15,6 @@ other, and prints the median and maximum client round trip and the node-side
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import random
 import statistics
@@ -30,6 +29,7 @@ from rclpy.qos import qos_profile_sensor_data
 from std_msgs.msg import Header
 
 from mirage_ros.action import ScorePaths
+from mirage_ros.geometry import yaw_from_quat_xyzw
 from mirage_ros.rollout import arc_fan
 from mirage_ros.ros.conversions import paths_to_msgs
 from mirage_ros.ros.graph import mirage_graph, sim_graph
@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             pose = odom[-1].pose.pose
             q = pose.orientation
-            yaw = math.atan2(2 * (q.w * q.z + q.x * q.y), 1 - 2 * (q.y ** 2 + q.z ** 2))
+            yaw = float(yaw_from_quat_xyzw([q.x, q.y, q.z, q.w]))
             fan = arc_fan(args.paths, length=0.25 * args.horizon, poses=args.horizon + 1,
                           start_xy=(pose.position.x, pose.position.y), start_yaw=yaw)
             goal = ScorePaths.Goal(paths=paths_to_msgs(fan), horizon=args.horizon)

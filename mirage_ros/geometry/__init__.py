@@ -48,6 +48,8 @@ from mirage_ros.geometry.se3 import (
     transform_from_translation_quat_xyzw,
     transform_points,
     transform_to_translation_quat_xyzw,
+    wrap_angle,
+    yaw_from_quat_xyzw,
 )
 
 __all__ = [
@@ -82,6 +84,8 @@ __all__ = [
     "rotate_vectors",
     "scale_intrinsics",
     "slerp",
+    "wrap_angle",
+    "yaw_from_quat_xyzw",
     "transform_from_translation_quat_xyzw",
     "transform_points",
     "transform_to_translation_quat_xyzw",

@@ -45,6 +45,8 @@ __all__ = [
     "transform_from_translation_quat_xyzw",
     "transform_points",
     "transform_to_translation_quat_xyzw",
+    "wrap_angle",
+    "yaw_from_quat_xyzw",
 ]
 
 # Largest accepted | |q| - 1 | for a quaternion that claims to be a rotation. Generous enough for
@@ -255,3 +257,18 @@ def interpolate_transform(T0: ArrayLike, T1: ArrayLike, fraction: ArrayLike) -> 
     q = slerp(matrix_to_quat_wxyz(T0), matrix_to_quat_wxyz(T1), f)
     t = T0[..., :3, 3] + f[..., None] * (T1[..., :3, 3] - T0[..., :3, 3])
     return make_transform(quat_wxyz_to_matrix(q), t)
+
+
+def wrap_angle(a: ArrayLike) -> ArrayLike:
+    """Angles (radians, scalars or arrays) wrapped to ``[-pi, pi)``."""
+    return (a + np.pi) % (2.0 * np.pi) - np.pi
+
+
+def yaw_from_quat_xyzw(q: ArrayLike) -> NDArray:
+    """Heading (rotation about z, radians in (-pi, pi]) of ROS-order quaternions ``[..., 4]``.
+
+    Exact for planar rotations; for tilted ones it is the yaw of the z-y-x Euler angles.
+    """
+    q = np.asarray(q, dtype=np.float64)
+    x, y, z, w = (q[..., i] for i in range(4))
+    return np.arctan2(2.0 * (w * z + x * y), 1.0 - 2.0 * (y * y + z * z))

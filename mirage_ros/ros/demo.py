@@ -40,6 +40,7 @@ from sensor_msgs.msg import Image, PointCloud2
 from std_msgs.msg import Bool, String
 from visualization_msgs.msg import Marker, MarkerArray
 
+from mirage_ros.geometry import yaw_from_quat_xyzw
 from mirage_ros.ros.graph import sim_demo_graph
 from mirage_ros.ros.image_bridge import imgmsg_to_rgb8
 from mirage_ros.ros.launcher import launch_graph
@@ -105,7 +106,7 @@ class Watcher(Node):
 
     def _odom(self, msg: Odometry) -> None:
         p, q = msg.pose.pose.position, msg.pose.pose.orientation
-        yaw = math.atan2(2 * (q.w * q.z + q.x * q.y), 1 - 2 * (q.y * q.y + q.z * q.z))
+        yaw = float(yaw_from_quat_xyzw([q.x, q.y, q.z, q.w]))
         self.w.pose = (p.x, p.y, yaw)
         if not self.w.driven or math.dist(self.w.driven[-1], (p.x, p.y)) > 0.02:
             self.w.driven.append((p.x, p.y))

@@ -60,6 +60,7 @@ from rclpy.time import Time
 from std_msgs.msg import String
 
 from mirage_ros.action import ScorePaths
+from mirage_ros.geometry import wrap_angle, yaw_from_quat_xyzw
 from mirage_ros.rollout import CandidatePath, arc_fan
 from mirage_ros.ros.conversions import error_code_name, paths_to_msgs
 from mirage_ros.ros.spin import run_node
@@ -107,11 +108,6 @@ DESCRIPTIONS: dict[str, str] = {
 
 
 # ------------------------------------------------------------------------- pure logic (no ROS)
-
-
-def wrap_angle(a: float) -> float:
-    """Angle in ``[-pi, pi)``."""
-    return (a + math.pi) % (2.0 * math.pi) - math.pi
 
 
 def bearing(pose: Sequence[float], goal_xy: Sequence[float]) -> float:
@@ -210,7 +206,7 @@ def stuck(before: Sequence[float], now: Sequence[float], *, distance_m: float = 
 
 def yaw_of(q) -> float:
     """Yaw (rad) of a geometry_msgs/Quaternion."""
-    return math.atan2(2.0 * (q.w * q.z + q.x * q.y), 1.0 - 2.0 * (q.y * q.y + q.z * q.z))
+    return float(yaw_from_quat_xyzw([q.x, q.y, q.z, q.w]))
 
 
 def check_parameters(values: dict[str, object]) -> str | None:

@@ -14,14 +14,9 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from mirage_ros.geometry import planar_pose
+from mirage_ros.geometry import planar_pose, wrap_angle
 
-__all__ = ["Limits", "PurePursuit", "RobotState", "integrate", "wrap_angle"]
-
-
-def wrap_angle(a: float) -> float:
-    """Angle in ``[-pi, pi)``."""
-    return (a + math.pi) % (2.0 * math.pi) - math.pi
+__all__ = ["Limits", "PurePursuit", "RobotState", "integrate"]
 
 
 @dataclass(frozen=True)

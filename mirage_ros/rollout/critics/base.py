@@ -205,15 +205,3 @@ def score_paths(batch: CriticBatch, critics: Sequence[tuple[Critic, float]]) -> 
         raise FloatingPointError(f"critic(s) returned a non-finite cost: {', '.join(bad)}")
     scores = -(costs @ weights) if critics else np.zeros(n)
     return ScoreTable(scores=scores, best_index=int(np.argmax(scores)), names=names, costs=costs)
-
-
-def yaw_of(quaternions_xyzw: np.ndarray) -> np.ndarray:
-    """Heading (rotation about z) of ROS-order quaternions ``[..., 4]``, radians in (-pi, pi]."""
-    q = np.asarray(quaternions_xyzw, dtype=np.float64)
-    x, y, z, w = (q[..., i] for i in range(4))
-    return np.arctan2(2.0 * (w * z + x * y), 1.0 - 2.0 * (y * y + z * z))
-
-
-def wrap_angle(a: np.ndarray) -> np.ndarray:
-    """Angles wrapped to (-pi, pi]."""
-    return np.angle(np.exp(1j * np.asarray(a, dtype=np.float64)))

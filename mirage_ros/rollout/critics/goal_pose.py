@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from mirage_ros.rollout.critics.base import Critic, CriticBatch, register, wrap_angle, yaw_of
+from mirage_ros.geometry import wrap_angle, yaw_from_quat_xyzw
+from mirage_ros.rollout.critics.base import Critic, CriticBatch, register
 
 
 @register
@@ -27,6 +28,6 @@ class GoalPoseCritic(Critic):
         goal = batch.goal.pose.detach().cpu().double().numpy()
         goal_yaw = np.arctan2(goal[1, 0], goal[0, 0])
         ends = np.stack([p.positions[-1, :2] for p in batch.paths])
-        yaws = np.array([yaw_of(p.quaternions_xyzw[-1]) for p in batch.paths])
+        yaws = np.array([yaw_from_quat_xyzw(p.quaternions_xyzw[-1]) for p in batch.paths])
         dist = np.linalg.norm(ends - goal[:2, 3], axis=1)
         return dist + self.heading_weight * np.abs(wrap_angle(yaws - goal_yaw))

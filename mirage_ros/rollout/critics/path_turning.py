@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from mirage_ros.rollout.critics.base import Critic, CriticBatch, register, wrap_angle, yaw_of
+from mirage_ros.geometry import wrap_angle, yaw_from_quat_xyzw
+from mirage_ros.rollout.critics.base import Critic, CriticBatch, register
 
 
 @register
@@ -18,6 +19,5 @@ class PathTurningCritic(Critic):
     default_weight = 0.1
 
     def cost(self, batch: CriticBatch) -> np.ndarray:
-        return np.array(
-            [np.abs(wrap_angle(np.diff(yaw_of(p.quaternions_xyzw)))).sum() for p in batch.paths],
-            dtype=np.float64)
+        turns = [np.diff(yaw_from_quat_xyzw(p.quaternions_xyzw)) for p in batch.paths]
+        return np.array([np.abs(wrap_angle(t)).sum() for t in turns], dtype=np.float64)
