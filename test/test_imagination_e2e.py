@@ -216,8 +216,11 @@ def test_cancel_and_preempt_end_within_one_imagined_step(graph):
     first = rig.send(long_goal, lambda fb: stamps.append(time.monotonic()))
     rig.client.spin_until(lambda: len(stamps) >= 1, 120.0, "feedback")
     short, _ = fan_goal(x, y, yaw, n=3)
+    asked = time.monotonic()
     second = rig.send(short)
     assert rig.result(first).error_code == Result.PREEMPTED
+    print(f"seed {seed}: preempted goal answered {(time.monotonic() - asked) * 1e3:.0f} ms "
+          "after the newer goal was sent")
     assert rig.result(second).error_code == Result.SUCCESS
     # the node is still serving with a consistent memory: the same query, the same answer
     again = rig.result(rig.send(short))
