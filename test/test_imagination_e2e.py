@@ -163,8 +163,11 @@ def test_colliding_paths_score_below_free_ones(graph):
     share = good / pairs if pairs else float("nan")
     print(f"\nseed {seed}: {good}/{pairs} (colliding, free) pairs ordered correctly "
           f"({share:.2f}) over {decisions} informative decisions")
+    # Where the tour stops depends on timing, so a seed sees 10-60 pairs here: this guards
+    # against a broken critic (a flipped sign orders ~0.1-0.2 correctly). The statistic with
+    # hundreds of pairs is python -m mirage_ros.bench.ranking (0.88, BENCHMARKS.md).
     if pairs:
-        assert share >= 0.6, f"seed {seed}: only {good}/{pairs} pairs ordered correctly"
+        assert share > 0.5, f"seed {seed}: only {good}/{pairs} pairs ordered correctly"
 
 
 def test_previews_match_the_simulators_view(graph):

@@ -218,7 +218,8 @@ def test_a_goal_accepted_before_an_older_one_starts_still_preempts_it():
             pass
 
     context = rclpy.Context()
-    rclpy.init(context=context, args=["--ros-args", "-p",
+    # A name of its own: no other test's client may discover this short-lived server.
+    rclpy.init(context=context, args=["--ros-args", "-r", "__node:=mirage_inproc", "-p",
                                       "critics:=[path_length,path_turning]"])
     node = MirageNode(context=context)
     try:

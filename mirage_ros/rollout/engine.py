@@ -235,12 +235,15 @@ class RolloutEngine:
         goal: Goal | None = None,
         num_previews: int = 0,
         on_step: Callable[[int, int], bool] | None = None,
+        *,
+        critics: Sequence[tuple[Critic, float]] | None = None,
     ) -> ScoreResult:
         """Imagine ``horizon`` steps along every path (one batch), score, decode previews.
 
         ``on_step(done, total)`` runs after every imagined step (``total`` = horizon); return
-        False to stop (raises ``RolloutInterrupted``). Raises ``NoMemoryError`` when a critic
-        needs imagination and nothing has been observed yet.
+        False to stop (raises ``RolloutInterrupted``). ``critics`` replaces the engine's own
+        for this call (the node passes its current parameters). Raises ``NoMemoryError`` when a
+        critic needs imagination and nothing has been observed yet.
         """
         if not paths:
             raise ValueError("score needs at least one path")
@@ -248,8 +251,9 @@ class RolloutEngine:
             raise ValueError(f"horizon must be >= 1, got {horizon}")
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
+        critics = list(self.critics if critics is None else critics)
         memory, last = self.snapshot()
-        imagine = self.needs_imagination or num_previews > 0
+        imagine = any(c.needs_imagination for c, _ in critics) or num_previews > 0
         if imagine and len(memory) == 0:
             raise NoMemoryError("nothing has been observed yet: the memory is empty")
         if imagine and last is None:
@@ -276,7 +280,7 @@ class RolloutEngine:
             depth=None if imagined is None else imagined.merged_depth(),
             coverage=None if imagined is None else imagined.coverage,
             memory=memory, normalize=self.model.normalize)
-        table = score_paths(batch, self.critics)
+        table = score_paths(batch, critics)
         timings["critics"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         k = min(int(num_previews), len(paths)) if imagined is not None else 0

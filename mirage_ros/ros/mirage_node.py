@@ -568,8 +568,7 @@ class MirageNode(Node):
                 return False
             return not (handle.is_cancel_requested or preempted.is_set())
 
-        outcome = self._score(paths, horizon, target, int(goal.num_previews), on_step,
-                              handle, preempted)
+        outcome = self._score(paths, horizon, target, int(goal.num_previews), on_step, handle)
         table = outcome.table
         header = Header(stamp=goal.header.stamp, frame_id=str(self.get_parameter("map_frame")
                                                                 .value))
@@ -584,16 +583,18 @@ class MirageNode(Node):
             preview_indices=outcome.preview_indices,
         )
 
-    def _score(self, paths, horizon, target, num_previews, on_step, handle=None,
-               preempted=None) -> ScoreResult:
-        self._engine.critics = self._critics(self._values())
+    def _score(self, paths, horizon, target, num_previews, on_step,
+               handle=None) -> ScoreResult:
+        # The critics as the parameters are now: weights may have changed since the last goal.
+        critics = self._critics(self._values())
         try:
-            return self._engine.score(paths, horizon, target, num_previews, on_step)
+            return self._engine.score(paths, horizon, target, num_previews, on_step,
+                                      critics=critics)
         except NoMemoryError as err:
             raise GoalError(Result.NO_MEMORY,
-                            f"{err}; the node has received no paired camera image + odometry "
-                            "(check the camera/image_raw, camera/camera_info and odom "
-                            "remappings and the stamps)") from None
+                            f"{err} (check that camera/image_raw, camera/camera_info and odom "
+                            "are remapped onto your robot's topics and carry matching "
+                            "stamps)") from None
         except RolloutInterrupted:
             if handle is not None and handle.is_cancel_requested:
                 raise GoalError(Result.CANCELED, "canceled by the client") from None
