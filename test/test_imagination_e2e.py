@@ -163,11 +163,14 @@ def test_colliding_paths_score_below_free_ones(graph):
     share = good / pairs if pairs else float("nan")
     print(f"\nseed {seed}: {good}/{pairs} (colliding, free) pairs ordered correctly "
           f"({share:.2f}) over {decisions} informative decisions")
-    # Where the tour stops depends on timing, so a seed sees 10-60 pairs here: this guards
-    # against a broken critic (a flipped sign orders ~0.1-0.2 correctly). The statistic with
-    # hundreds of pairs is python -m mirage_ros.bench.ranking (0.88, BENCHMARKS.md).
-    if pairs:
-        assert share > 0.5, f"seed {seed}: only {good}/{pairs} pairs ordered correctly"
+    # Where the tour stops depends on timing, so one seed sees 0-60 pairs here, and a single
+    # decision can decide a seed. The assertion pools every seed run so far (a broken critic,
+    # e.g. a flipped sign, orders ~0.1-0.2 correctly); the statistic with hundreds of pairs is
+    # python -m mirage_ros.bench.ranking (0.88, BENCHMARKS.md).
+    pooled_good = sum(g for g, _ in ORDER.values())
+    pooled = sum(n for _, n in ORDER.values())
+    if pooled:
+        assert pooled_good / pooled >= 0.6, f"only {pooled_good}/{pooled} pairs over {ORDER}"
 
 
 def test_previews_match_the_simulators_view(graph):
