@@ -468,3 +468,13 @@ def test_launch_file_starts_the_graph(name, graph_name):
             if node_name in by_name:
                 rules = node.expanded_remapping_rules or []
                 assert rules == list(by_name[node_name].remappings)
+
+
+def test_log_levels_can_differ_per_node():
+    from mirage_ros.ros.launcher import _level_for
+
+    levels = {"demo_planner": "info", "*": "warn"}
+    assert _level_for("demo_planner", levels) == "info"
+    assert _level_for("mirage", levels) == "warn"
+    assert _level_for("mirage", "debug") == "debug" and _level_for("mirage", None) is None
+    assert _level_for("mirage", {"demo_planner": "info"}) is None

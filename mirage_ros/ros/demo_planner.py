@@ -439,10 +439,12 @@ class DemoPlanner(Node):
         if best < len(result.critics):
             c = result.critics[best]
             costs = ", " + " ".join(f"{n}={v:.3g}" for n, v in zip(c.names, c.costs, strict=False))
+        took = result.planning_time.sec + result.planning_time.nanosec * 1e-9
         self.get_logger().info(
             f"best path {best} of {len(request.paths)} ({request.labels[best]}, score "
             f"{result.scores[best]:.3f}{costs}); "
-            f"{distance(pose, self._goal):.2f} m to the goal")
+            f"{distance(pose, self._goal):.2f} m to the goal; ScorePaths took "
+            f"{took * 1e3:.0f} ms in the node")
 
     def _stuck(self, pose: tuple[float, float, float]) -> bool:
         """Whether the robot has neither moved nor turned since it was last sent a path (it is

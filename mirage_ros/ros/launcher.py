@@ -20,7 +20,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -114,6 +114,13 @@ def ros_arguments(
     return args
 
 
+def _level_for(name: str, log_level: str | Mapping[str, str] | None) -> str | None:
+    """One level for every node, or per node name with ``"*"`` for the others."""
+    if log_level is None or isinstance(log_level, str):
+        return log_level
+    return log_level.get(name, log_level.get("*"))
+
+
 def parameter_text(value: Any) -> str:
     """A parameter value as ``-p name:=<text>`` takes it (YAML, typed the way rcl reads it):
     floats keep their decimal point so ``[1.0, 2.0]`` stays a double array, strings are quoted
@@ -143,7 +150,9 @@ class LaunchedGraph:
 
     Output: each node's lines on this process's stdout prefixed with ``[name]`` (the default),
     or into ``<log_dir>/<name>.log`` when ``log_dir`` is given. Nodes without a Python module
-    (RViz) cannot run here and are refused. Use as a context manager, or call :meth:`stop`.
+    (RViz) cannot run here and are refused. ``log_level`` is one level for all nodes, or a
+    mapping from node name to level with ``"*"`` for the rest. Use as a context manager, or
+    call :meth:`stop`.
     """
 
     def __init__(
@@ -152,7 +161,7 @@ class LaunchedGraph:
         *,
         namespace: str = "",
         params_file: str | os.PathLike[str] | None = None,
-        log_level: str | None = None,
+        log_level: str | Mapping[str, str] | None = None,
         log_dir: str | os.PathLike[str] | None = None,
         env: dict[str, str] | None = None,
         stream: IO[str] | None = None,
@@ -175,7 +184,7 @@ class LaunchedGraph:
             for spec in self.specs:
                 args = ros_arguments(
                     spec, namespace=self.namespace, params_file=params_file,
-                    log_level=log_level)
+                    log_level=_level_for(spec.name, log_level))
                 if log_path is not None:
                     log = open(log_path / f"{spec.name}.log", "wb")
                     self._logs.append(log)
