@@ -78,6 +78,7 @@ class Rig:
         assert out.results[0].successful, out.results[0].reason
 
     def pose(self) -> tuple[float, float, float]:
+        self.client.spin_until(lambda: bool(self.odom), 30.0, "odometry")
         p = self.odom[-1].pose.pose
         q = p.orientation
         yaw = float(yaw_from_quat_xyzw([q.x, q.y, q.z, q.w]))
@@ -163,13 +164,13 @@ def test_colliding_paths_score_below_free_ones(graph):
     share = good / pairs if pairs else float("nan")
     print(f"\nseed {seed}: {good}/{pairs} (colliding, free) pairs ordered correctly "
           f"({share:.2f}) over {decisions} informative decisions")
-    # Where the tour stops depends on timing, so one seed sees 0-60 pairs here, and a single
-    # decision can decide a seed. The assertion pools every seed run so far (a broken critic,
-    # e.g. a flipped sign, orders ~0.1-0.2 correctly); the statistic with hundreds of pairs is
-    # python -m mirage_ros.bench.ranking (0.88, BENCHMARKS.md).
+    # Where the tour stops depends on timing, so one seed sees 0-60 pairs here and a single
+    # decision can decide a seed. The assertion waits for 30 pairs, pooling the seeds run so
+    # far (a broken critic, e.g. a flipped sign, orders ~0.1-0.2 correctly); the statistic with
+    # hundreds of pairs is python -m mirage_ros.bench.ranking (0.88, BENCHMARKS.md).
     pooled_good = sum(g for g, _ in ORDER.values())
     pooled = sum(n for _, n in ORDER.values())
-    if pooled:
+    if pooled >= 30 or (len(ORDER) == len(SEEDS) and pooled):
         assert pooled_good / pooled >= 0.6, f"only {pooled_good}/{pooled} pairs over {ORDER}"
 
 
@@ -287,7 +288,11 @@ def test_outputs_for_rviz_and_diagnostics(graph):
     x, y, yaw = rig.pose()
     goal, fan = fan_goal(x, y, yaw, n=5, previews=2)
     goal.header.stamp.sec = 77
-    result = rig.result(rig.send(goal))
+    deadline = time.monotonic() + 60.0  # run alone, the node may not have a memory yet
+    while (result := rig.result(rig.send(goal))).error_code == Result.NO_MEMORY:
+        assert time.monotonic() < deadline, "the node never observed a frame"
+        later = time.monotonic() + 0.5
+        rig.client.spin_until(lambda t=later: time.monotonic() > t, 5.0, "half a second")
     assert result.error_code == Result.SUCCESS, result.error_msg
     plan = paths_to_msgs([fan[2]])[0]
     plan_pub.publish(plan)

@@ -240,3 +240,23 @@ def test_durations_round_to_the_nanosecond():
     assert (d.sec, d.nanosec) == (2, 0)
     d = duration_from_seconds(0.25)
     assert (d.sec, d.nanosec) == (0, 250_000_000)
+
+
+def test_runtime_parameter_changes_pass_the_critics_own_checks():
+    import rclpy
+    from rclpy.parameter import Parameter
+
+    from mirage_ros.ros.mirage_node import MirageNode
+
+    context = rclpy.Context()
+    rclpy.init(context=context, args=["--ros-args", "-r", "__node:=mirage_params"])
+    node = MirageNode(context=context)
+    try:
+        [bad] = node.set_parameters([Parameter("clearance.min_height", value=2.0)])
+        assert not bad.successful and "min_height 2.0 must be below max_height" in bad.reason
+        [ok] = node.set_parameters([Parameter("clearance.weight", value=3.0)])
+        assert ok.successful
+        assert node.get_parameter("clearance.min_height").value == 0.1  # unchanged
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown(context=context)

@@ -5,7 +5,7 @@
 
 Starts the mirage node with the bare-machine launcher and feeds it a camera: the MuJoCo
 simulator on its scripted tour (``--source sim``), or this process publishing frames of the
-analytic room of ``memory.synthetic`` while the robot turns on the spot at 10 Hz (``--source
+analytic room of ``memory.synthetic`` while the robot drives a 0.3 m circle at 10 Hz (``--source
 synthetic``: no MuJoCo, for the GPU hosts). It waits until the node has a memory, then sends
 ``--goals`` ScorePaths goals of a ``--paths`` arc fan from the robot's pose, one after the
 other, and prints the median and maximum client round trip and the node-side
@@ -37,7 +37,7 @@ from mirage_ros.ros.launcher import launch_graph
 
 
 class SyntheticCamera:
-    """Publishes ``camera/*`` and ``odom`` of a robot turning on the spot in the analytic room
+    """Publishes ``camera/*`` and ``odom`` of a robot driving a 0.3 m circle in the analytic room
     (ray-cast depth, depth-shaded grey images) at 10 Hz, stamped alike."""
 
     def __init__(self, node: Node, odom: list, size: int = 128) -> None:

@@ -35,8 +35,19 @@ def _ordered(high: float, low: float) -> float:
     return 1.0 if high > low else 0.5 if high == low else 0.0
 
 
+def _ranks(a: np.ndarray) -> np.ndarray:
+    """Ranks with ties sharing their average rank (clearances beyond range tie at the cap)."""
+    order = np.argsort(a, kind="stable")
+    ranks = np.empty(len(a))
+    ranks[order] = np.arange(len(a), dtype=np.float64)
+    for value in np.unique(a):
+        tied = a == value
+        ranks[tied] = ranks[tied].mean()
+    return ranks
+
+
 def _spearman(a: np.ndarray, b: np.ndarray) -> float:
-    ra, rb = np.argsort(np.argsort(a)), np.argsort(np.argsort(b))
+    ra, rb = _ranks(np.asarray(a, np.float64)), _ranks(np.asarray(b, np.float64))
     if ra.std() == 0 or rb.std() == 0:
         return float("nan")
     return float(np.corrcoef(ra, rb)[0, 1])

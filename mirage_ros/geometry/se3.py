@@ -265,7 +265,7 @@ def wrap_angle(a: ArrayLike) -> ArrayLike:
 
 
 def yaw_from_quat_xyzw(q: ArrayLike) -> NDArray:
-    """Heading (rotation about z, radians in (-pi, pi]) of ROS-order quaternions ``[..., 4]``.
+    """Heading (rotation about z, radians in [-pi, pi]) of ROS-order quaternions ``[..., 4]``.
 
     Exact for planar rotations; for tilted ones it is the yaw of the z-y-x Euler angles.
     """

@@ -71,7 +71,9 @@ def pick_start_and_goal(seed: int, min_distance: float = 2.5, max_distance: floa
             if min_clearance is None or float(obstacles.distance(line).min()) >= min_clearance:
                 heading = math.atan2(y - y0, x - x0)
                 return (x0, y0, yaw0), (float(x), float(y), heading)
-    raise RuntimeError(f"no start/goal pair with a clear straight line in scene {seed}")
+    line = "" if min_clearance is None else " with a clear straight line"
+    raise RuntimeError(f"no start/goal pair {min_distance}-{max_distance} m apart{line} in "
+                       f"scene {seed}")
 
 
 @dataclass
@@ -286,6 +288,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--any-line", action="store_true",
                         help="do not require a clear straight line from start to goal")
     args = parser.parse_args(argv)
+    if not 0 < args.goal_distance[0] <= args.goal_distance[1]:
+        parser.error("--goal-distance needs 0 < MIN <= MAX")
     # Stay off other ROS graphs on this machine unless the user chose a domain.
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     os.environ.setdefault("ROS_DOMAIN_ID", str(random.SystemRandom().randint(1, 100)))

@@ -377,7 +377,11 @@ class MirageNode(Node):
             pass
 
     def _on_planned_path(self, msg: Path) -> None:
-        self._keep_plan(msg)
+        try:
+            self._keep_plan(msg)
+        except Exception as err:  # noqa: BLE001 - a malformed plan is dropped and counted
+            self._bad_inputs["planned_path"] = self._bad_inputs.get("planned_path", 0) + 1
+            self.get_logger().warning(f"~/planned_path: {err!r}", throttle_duration_sec=5.0)
 
     def _on_plan_timer(self) -> None:
         self._exclusive("plan", self._publish_plan_preview)
@@ -405,13 +409,21 @@ class MirageNode(Node):
         return response
 
     def _on_clear(self, request: Trigger.Request, response: Trigger.Response):
-        response.success, response.message = self._clear_memory()
+        try:
+            response.success, response.message = self._clear_memory()
+        except Exception as err:  # noqa: BLE001 - answer, never crash
+            response.success, response.message = False, f"clear failed: {err!r}"
         return response
 
     def _on_set_parameters(self, params: Sequence[Parameter]) -> SetParametersResult:
-        values = self._values()
-        values.update({p.name: p.value for p in params if p.name in values})
-        problem = _check_parameters(values)
+        try:
+            values = self._values()
+            values.update({p.name: p.value for p in params if p.name in values})
+            problem = _check_parameters(values)
+            if problem is None:
+                self._critics(values)  # the critics' own checks (clearance heights, margin...)
+        except Exception as err:  # noqa: BLE001 - refuse the change, keep the node
+            problem = str(err)
         return SetParametersResult(successful=problem is None, reason=problem or "")
 
     # ---------------------------------------------------------------- background work
@@ -711,14 +723,15 @@ class MirageNode(Node):
         if self._plan_preview_pub.get_subscription_count() == 0:
             return
         header, path = plan
-        try:
-            outcome = self._engine.score([path], int(self.get_parameter("horizon").value))
-        except NoMemoryError:
+        memory, last = self._engine.snapshot()
+        if last is None or len(memory) == 0:
             return
+        # Imagination only: no critic is needed for a picture.
+        _, cams = self._engine.camera_poses([path], int(self.get_parameter("horizon").value),
+                                            last.cam_to_map)
+        imagined = self._engine.imagine(cams, last.latent, last.K_latent, memory)
         self._plan_done = header
-        if outcome.imagined is None:
-            return
-        frames = self._engine.decode(outcome.imagined.latents[0])  # [T,3,H,W]
+        frames = self._engine.decode(imagined.latents[0])  # [T,3,H,W]
         strip = torch.cat(list(frames), dim=2)
         self._plan_preview_pub.publish(numpy_to_imgmsg(
             _rgb8(strip), "rgb8", Header(stamp=header.stamp, frame_id=header.frame_id)))
