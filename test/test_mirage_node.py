@@ -260,3 +260,18 @@ def test_runtime_parameter_changes_pass_the_critics_own_checks():
     finally:
         node.destroy_node()
         rclpy.try_shutdown(context=context)
+
+
+def test_memory_cloud_round_trips_through_pointcloud2():
+    from std_msgs.msg import Header
+
+    from mirage_ros.ros.conversions import cloud_from_points, points_from_cloud
+
+    xyz = np.array([[0.5, -1.0, 2.0], [3.0, 4.0, 0.25]])
+    rgb = np.array([[255, 0, 10], [1, 2, 3]], dtype=np.uint8)
+    msg = cloud_from_points(xyz, rgb, Header(frame_id="map"))
+    assert (msg.width, msg.point_step) == (2, 16)
+    assert [(f.name, f.offset) for f in msg.fields] == [("x", 0), ("y", 4), ("z", 8), ("rgb", 12)]
+    back_xyz, back_rgb = points_from_cloud(msg)
+    np.testing.assert_allclose(back_xyz, xyz)
+    np.testing.assert_array_equal(back_rgb, rgb)

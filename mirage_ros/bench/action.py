@@ -31,7 +31,7 @@ from std_msgs.msg import Header
 from mirage_ros.action import ScorePaths
 from mirage_ros.geometry import yaw_from_quat_xyzw
 from mirage_ros.rollout import arc_fan
-from mirage_ros.ros.conversions import paths_to_msgs
+from mirage_ros.ros.conversions import paths_to_msgs, seconds
 from mirage_ros.ros.graph import mirage_graph, sim_graph
 from mirage_ros.ros.launcher import launch_graph
 
@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
             if result.error_code != ScorePaths.Result.SUCCESS:
                 raise SystemExit(f"ScorePaths failed: {result.error_msg}")
             rtts.append(rtt)
-            node_times.append(result.planning_time.sec + result.planning_time.nanosec * 1e-9)
+            node_times.append(seconds(result.planning_time))
     node.destroy_node()
     rclpy.try_shutdown()
     rtts, node_times = rtts[1:], node_times[1:]

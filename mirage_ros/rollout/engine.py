@@ -124,10 +124,6 @@ class RolloutEngine:
         self.cam_to_base = T
 
     @property
-    def needs_imagination(self) -> bool:
-        return any(c.needs_imagination for c, _ in self.critics)
-
-    @property
     def last_view(self) -> LastView | None:
         return self._last
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from builtin_interfaces.msg import Duration
+from builtin_interfaces.msg import Duration, Time
 from nav_msgs.msg import Path
+from sensor_msgs.msg import PointCloud2, PointField
+from std_msgs.msg import Header
 
 from mirage_ros.action import ScorePaths
 from mirage_ros.msg import PathCritics
@@ -64,6 +66,46 @@ def duration_from_seconds(seconds: float) -> Duration:
     """A non-negative duration, rounded to the nanosecond (1.9999999999 s is 2 s, not 1 s)."""
     total = max(0, int(round(seconds * 1e9)))
     return Duration(sec=total // 1_000_000_000, nanosec=total % 1_000_000_000)
+
+
+def time_from_seconds(seconds: float) -> Time:
+    """A stamp (builtin_interfaces/Time) from seconds >= 0, rounded to the nanosecond."""
+    d = duration_from_seconds(seconds)
+    return Time(sec=d.sec, nanosec=d.nanosec)
+
+
+def seconds(stamp: Time | Duration) -> float:
+    """Seconds of a builtin_interfaces Time or Duration."""
+    return stamp.sec + stamp.nanosec * 1e-9
+
+
+# PointCloud2 layout of the memory cloud: x, y, z float32 and rgb packed as 0x00RRGGBB uint32
+# (what RViz's RGB8 colour transformer reads).
+_CLOUD = np.dtype([("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("rgb", "<u4")])
+
+
+def cloud_from_points(xyz: np.ndarray, rgb: np.ndarray, header: Header) -> PointCloud2:
+    """PointCloud2 of points ``[M,3]`` with colours ``[M,3]`` uint8."""
+    rgb = np.asarray(rgb).astype(np.uint32)
+    data = np.empty(len(xyz), dtype=_CLOUD)
+    data["x"], data["y"], data["z"] = (np.asarray(xyz)[:, i] for i in range(3))
+    data["rgb"] = (rgb[:, 0] << 16) | (rgb[:, 1] << 8) | rgb[:, 2]
+    fields = [PointField(name=name, offset=_CLOUD.fields[name][1], count=1,
+                         datatype=PointField.UINT32 if name == "rgb" else PointField.FLOAT32)
+              for name in _CLOUD.names]
+    msg = PointCloud2(header=header, height=1, width=len(xyz), fields=fields,
+                      is_bigendian=False, point_step=_CLOUD.itemsize,
+                      row_step=_CLOUD.itemsize * len(xyz), is_dense=True)
+    msg.data = data.tobytes()
+    return msg
+
+
+def points_from_cloud(msg: PointCloud2) -> tuple[np.ndarray, np.ndarray]:
+    """Inverse of :func:`cloud_from_points`: points ``[M,3]`` float64, colours ``[M,3]`` uint8."""
+    data = np.frombuffer(bytes(msg.data), dtype=_CLOUD)
+    xyz = np.stack([data["x"], data["y"], data["z"]], 1).astype(np.float64)
+    rgb = np.stack([(data["rgb"] >> 16) & 255, (data["rgb"] >> 8) & 255, data["rgb"] & 255], 1)
+    return xyz, rgb.astype(np.uint8)
 
 
 def paths_to_msgs(paths: Sequence[CandidatePath]) -> list[Path]:

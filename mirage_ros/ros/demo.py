@@ -41,6 +41,7 @@ from std_msgs.msg import Bool, String
 from visualization_msgs.msg import Marker, MarkerArray
 
 from mirage_ros.geometry import yaw_from_quat_xyzw
+from mirage_ros.ros.conversions import points_from_cloud
 from mirage_ros.ros.graph import sim_demo_graph
 from mirage_ros.ros.image_bridge import imgmsg_to_rgb8
 from mirage_ros.ros.launcher import launch_graph
@@ -146,14 +147,6 @@ class Watcher(Node):
                     self.w.latencies.append(float(text))
 
 
-def _cloud_arrays(msg: PointCloud2) -> tuple[np.ndarray, np.ndarray]:
-    data = np.frombuffer(bytes(msg.data), dtype=[("x", "<f4"), ("y", "<f4"), ("z", "<f4"),
-                                                 ("rgb", "<u4")])
-    xyz = np.stack([data["x"], data["y"], data["z"]], 1).astype(np.float64)
-    rgb = np.stack([(data["rgb"] >> 16) & 255, (data["rgb"] >> 8) & 255, data["rgb"] & 255], 1)
-    return xyz, rgb.astype(np.uint8)
-
-
 def write_pictures(w: Watch, scene_seed: int, goal, out_dir: Path) -> list[Path]:
     """The top-down map and the preview grid (with the simulator's truth) of one decision."""
     from mirage_ros.geometry import CameraRig
@@ -173,7 +166,7 @@ def write_pictures(w: Watch, scene_seed: int, goal, out_dir: Path) -> list[Path]
     strips = [m for m in msg.markers if m.type == Marker.LINE_STRIP]
     paths = [np.array([[p.x, p.y, p.z] for p in m.points]) for m in strips]
     scores = np.array([float(m.text) for m in strips])
-    xyz, rgb = _cloud_arrays(w.cloud) if w.cloud is not None else (None, None)
+    xyz, rgb = points_from_cloud(w.cloud) if w.cloud is not None else (None, None)
     # Where the fan starts is where the robot was when the planner asked (it keeps moving
     # while the node imagines): the first pose of the middle arc, heading along it.
     mid = paths[len(paths) // 2]

@@ -62,7 +62,7 @@ from std_msgs.msg import String
 from mirage_ros.action import ScorePaths
 from mirage_ros.geometry import wrap_angle, yaw_from_quat_xyzw
 from mirage_ros.rollout import CandidatePath, arc_fan
-from mirage_ros.ros.conversions import error_code_name, paths_to_msgs
+from mirage_ros.ros.conversions import error_code_name, paths_to_msgs, seconds
 from mirage_ros.ros.spin import run_node
 
 Result = ScorePaths.Result
@@ -439,7 +439,7 @@ class DemoPlanner(Node):
         if best < len(result.critics):
             c = result.critics[best]
             costs = ", " + " ".join(f"{n}={v:.3g}" for n, v in zip(c.names, c.costs, strict=False))
-        took = result.planning_time.sec + result.planning_time.nanosec * 1e-9
+        took = seconds(result.planning_time)
         self.get_logger().info(
             f"best path {best} of {len(request.paths)} ({request.labels[best]}, score "
             f"{result.scores[best]:.3f}{costs}); "

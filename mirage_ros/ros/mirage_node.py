@@ -29,7 +29,6 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import Point
 from nav_msgs.msg import Odometry, Path
@@ -41,7 +40,7 @@ from rclpy.exceptions import InvalidParameterTypeException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import qos_profile_sensor_data
-from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from std_msgs.msg import ColorRGBA, Header
 from std_srvs.srv import Trigger
 from visualization_msgs.msg import Marker, MarkerArray
@@ -69,11 +68,14 @@ from mirage_ros.rollout.engine import (
 )
 from mirage_ros.rollout.figures import preview_grid, score_colors
 from mirage_ros.ros.conversions import (
+    cloud_from_points,
     critics_to_msgs,
     duration_from_seconds,
     path_from_msg,
     paths_to_msgs,
     scores_to_list,
+    seconds,
+    time_from_seconds,
 )
 from mirage_ros.ros.image_bridge import imgmsg_to_numpy, imgmsg_to_rgb8, numpy_to_imgmsg
 from mirage_ros.ros.spin import CalmMultiThreadedExecutor, run_node
@@ -178,15 +180,6 @@ class _Rate:
         while self._times and now - self._times[0] > self._window:
             self._times.popleft()
         return len(self._times) / self._window
-
-
-def _seconds(stamp: Time) -> float:
-    return stamp.sec + stamp.nanosec * 1e-9
-
-
-def _stamp(seconds: float) -> Time:
-    sec = int(math.floor(seconds))
-    return Time(sec=sec, nanosec=min(int(round((seconds - sec) * 1e9)), 999_999_999))
 
 
 class MirageNode(Node):
@@ -338,11 +331,11 @@ class MirageNode(Node):
 
     def _on_image(self, msg: Image) -> None:
         self._queue("image", msg, lambda: self._pairer.add_image(
-            _seconds(msg.header.stamp), imgmsg_to_rgb8(msg)))
+            seconds(msg.header.stamp), imgmsg_to_rgb8(msg)))
 
     def _on_depth(self, msg: Image) -> None:
         self._queue("depth", msg, lambda: self._pairer.add_depth(
-            _seconds(msg.header.stamp), decode_depth(imgmsg_to_numpy(msg), msg.encoding)))
+            seconds(msg.header.stamp), decode_depth(imgmsg_to_numpy(msg), msg.encoding)))
 
     def _on_camera_info(self, msg: CameraInfo) -> None:
         self._queue("camera_info", msg, lambda: self._pairer.set_camera_info(
@@ -494,7 +487,7 @@ class MirageNode(Node):
         if not math.isfinite(norm) or abs(norm - 1.0) > 0.01:
             raise ValueError(f"odometry orientation has length {norm:.4g}, expected 1")
         pose = transform_from_translation_quat_xyzw([p.x, p.y, p.z], quat / norm)
-        self._pairer.add_pose(_seconds(msg.header.stamp), pose)
+        self._pairer.add_pose(seconds(msg.header.stamp), pose)
 
     def _observe_ready(self) -> None:
         with self._pair_lock:
@@ -742,22 +735,11 @@ class MirageNode(Node):
         memory, last = self._engine.snapshot()
         if len(memory) == 0:
             return
-        xyz = memory.positions.float().cpu().numpy()
-        rgb = self._engine.colors(memory.latents).numpy().astype(np.uint32)
-        packed = (rgb[:, 0] << 16) | (rgb[:, 1] << 8) | rgb[:, 2]
-        data = np.empty(len(xyz), dtype=[("x", "<f4"), ("y", "<f4"), ("z", "<f4"),
-                                         ("rgb", "<u4")])
-        data["x"], data["y"], data["z"], data["rgb"] = xyz[:, 0], xyz[:, 1], xyz[:, 2], packed
-        msg = PointCloud2(
-            header=Header(stamp=_stamp(last.stamp if last else 0.0),
-                          frame_id=str(self.get_parameter("map_frame").value)),
-            height=1, width=len(xyz), is_bigendian=False, point_step=16,
-            row_step=16 * len(xyz), is_dense=True,
-            fields=[PointField(name=n, offset=4 * i, datatype=d, count=1) for i, (n, d) in
-                    enumerate((("x", PointField.FLOAT32), ("y", PointField.FLOAT32),
-                               ("z", PointField.FLOAT32), ("rgb", PointField.UINT32)))])
-        msg.data = data.tobytes()
-        self._cloud_pub.publish(msg)
+        header = Header(stamp=time_from_seconds(last.stamp if last else 0.0),
+                        frame_id=str(self.get_parameter("map_frame").value))
+        self._cloud_pub.publish(cloud_from_points(
+            memory.positions.float().cpu().numpy(),
+            self._engine.colors(memory.latents).numpy(), header))
 
     def _publish_diagnostics(self) -> None:
         memory = self._engine.memory

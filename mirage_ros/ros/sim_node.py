@@ -23,7 +23,6 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
-from builtin_interfaces.msg import Time
 from geometry_msgs.msg import Twist
 from nav_msgs.msg import Odometry, Path
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
@@ -38,7 +37,7 @@ from std_msgs.msg import Bool, Header
 
 from mirage_ros.geometry import CameraRig, PinholeCamera, matrix_to_quat_xyzw
 from mirage_ros.rollout import InvalidPathError, validate_path
-from mirage_ros.ros.conversions import path_from_msg
+from mirage_ros.ros.conversions import path_from_msg, time_from_seconds
 from mirage_ros.ros.image_bridge import numpy_to_imgmsg
 from mirage_ros.ros.spin import run_node
 from mirage_ros.sim.motion import Limits, RobotState
@@ -92,11 +91,6 @@ DESCRIPTIONS: dict[str, str] = {
     "camera.height_m": "camera above base_link, metres",
     "camera.pitch_deg": "camera pitch, degrees, positive looks down",
 }
-
-
-def _stamp(t: float) -> Time:
-    sec = int(math.floor(t))
-    return Time(sec=sec, nanosec=min(int(round((t - sec) * 1e9)), 999_999_999))
 
 
 def _check_parameters(values: dict[str, object]) -> str | None:
@@ -245,7 +239,7 @@ class SimNode(Node):
                 f"collision: stopped at ({s.x:.2f}, {s.y:.2f}); clearance "
                 f"{result.clearance:.2f} m, robot radius {self._robot.radius:.2f} m")
         self._blocked = result.collided
-        self._publish(result.state, Header(stamp=_stamp(self._time),
+        self._publish(result.state, Header(stamp=time_from_seconds(self._time),
                                            frame_id=self._camera_frame))
 
     def _publish(self, state: RobotState, header: Header) -> None:
