@@ -94,6 +94,29 @@ def test_on_step_returning_false_stops_between_steps(model):
     assert calls == [1]
 
 
+
+def test_should_stop_is_polled_within_every_step_and_stops_there(model):
+    engine = _engine(model)
+    _observe(engine, [0.0])
+    fan = arc_fan(2, length=0.75, poses=4)
+    reference = engine.score(fan, 3)
+    polls = []
+    same = engine.score(fan, 3, should_stop=lambda: polls.append(1) and False)
+    np.testing.assert_array_equal(same.table.costs, reference.table.costs)  # polling is inert
+    # Between the DiT's blocks of every sampler step and the depth head's layers, not just
+    # once a step: that is what bounds the wait for a cancel.
+    blocks = len(model.dit.blocks) * engine.config.sampler_steps + len(model.depth_head.trunk)
+    assert len(polls) >= 3 * blocks
+    for stop_at in (1, blocks // 2, len(polls) // 2, len(polls)):
+        count = []
+        memory_before = engine.memory.latents.clone()
+        with pytest.raises(RolloutInterrupted, match="stopped"):
+            engine.score(fan, 3, should_stop=lambda n=stop_at: count.append(1) or len(count) >= n)
+        assert len(count) == stop_at  # nothing more was computed after the answer True
+        assert torch.equal(engine.memory.latents, memory_before)
+    again = engine.score(fan, 3)  # and the next rollout is the same as before
+    np.testing.assert_array_equal(again.table.costs, reference.table.costs)
+
 def test_observe_refuses_bad_input_and_writes_nothing(model):
     engine = _engine(model)
     _observe(engine, [0.0])

@@ -7,6 +7,7 @@ optical axis, in metres, like everywhere else.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import torch
@@ -62,7 +63,15 @@ class LatentDepthHead(nn.Module):
         pix = self.pixel_out(h).squeeze(1) if pixels else None
         return cell, pix
 
-    def forward(self, z: torch.Tensor, pixels: bool = False):
-        h = self.trunk(z)
+    def forward(self, z: torch.Tensor, pixels: bool = False,
+                check: Callable[[], None] | None = None):
+        """``check``, when given, runs between trunk blocks and may raise to abandon the pass."""
+        if check is None:
+            h = self.trunk(z)
+        else:
+            h = z
+            for layer in self.trunk:
+                check()
+                h = layer(h)
         cell = self._to_depth(self.cell_out(h))
         return (cell, self._to_depth(self.pixel_out(h))) if pixels else (cell, None)

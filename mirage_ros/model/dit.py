@@ -18,6 +18,7 @@ the flow-matching velocity for the target latent.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import torch
@@ -152,11 +153,16 @@ class MemoryDiT(nn.Module):
         nn.init.zeros_(self.final.linear.weight)
         nn.init.zeros_(self.final.linear.bias)
 
-    def forward(self, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+    def forward(self, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor,
+                check: Callable[[], None] | None = None) -> torch.Tensor:
+        """``check``, when given, runs before every block and may raise to abandon the pass: a
+        pass over a large batch takes long enough on a CPU to make cancellation late."""
         cfg = self.cfg
         x = self.embed(torch.cat([x_t, cond], dim=1)).flatten(2).transpose(1, 2) + self.pos
         c = self.t_embed(t)
         for block in self.blocks:
+            if check is not None:
+                check()
             x = block(x, c)
         x = self.final(x, c)  # [B, tokens, p*p*C]
         side, p, ch = cfg.grid // cfg.patch, cfg.patch, cfg.latent_channels

@@ -27,13 +27,17 @@ def flow_loss(model: Velocity, x0: torch.Tensor, t: torch.Tensor, noise: torch.T
 
 
 @torch.no_grad()
-def euler_sample(model: Velocity, noise: torch.Tensor, steps: int) -> torch.Tensor:
-    """Integrate dx/dt = v from t = 1 to 0 in `steps` equal Euler steps."""
+def euler_sample(model: Velocity, noise: torch.Tensor, steps: int,
+                 check: Callable[[], None] | None = None) -> torch.Tensor:
+    """Integrate dx/dt = v from t = 1 to 0 in `steps` equal Euler steps. ``check`` runs before
+    every step and may raise to abandon the sample (a cancelled rollout)."""
     if steps < 1:
         raise ValueError("steps must be >= 1")
     x = noise
     ts = torch.linspace(1.0, 0.0, steps + 1, device=noise.device)
     for i in range(steps):
+        if check is not None:
+            check()
         t = ts[i].expand(x.shape[0])
         x = x - (ts[i] - ts[i + 1]) * model(x, t)
     return x

@@ -8,7 +8,10 @@ class (in the memory, in the rollout) are always *raw* encoder outputs.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -62,6 +65,24 @@ class WorldModel(nn.Module):
     def downsampling(self) -> int:
         return self.autoencoder.cfg.downsampling
 
+    def autoencoder_id(self) -> str:
+        """A fingerprint of the autoencoder: its config and weights (``"autoencoder:<hex>"``).
+
+        Latents (and so latent memory maps) only mean something to the autoencoder that made
+        them; maps record this string and the node refuses a map of another autoencoder.
+        Retraining the depth head or the DiT keeps it. Deterministic across devices, loads and
+        runtime dtypes (floating weights are hashed as float32, which holds fp16 and bf16
+        exactly); it hashes the weights on every call (tens of ms), so call it when saving or
+        loading, not per frame.
+        """
+        digest = hashlib.sha256(json.dumps(self.autoencoder.cfg.to_dict(), sort_keys=True)
+                                .encode())
+        for name, t in sorted(self.autoencoder.state_dict().items()):
+            t = t.detach().to("cpu", torch.float32 if t.is_floating_point() else t.dtype)
+            digest.update(f"\n{name}:{t.dtype}:{list(t.shape)}\n".encode())
+            digest.update(t.contiguous().numpy().tobytes())
+        return "autoencoder:" + digest.hexdigest()[:16]
+
     # ------------------------------------------------------------------ latents
 
     def normalize(self, z: torch.Tensor) -> torch.Tensor:
@@ -83,9 +104,11 @@ class WorldModel(nn.Module):
         return self.autoencoder.decode(z)
 
     @torch.no_grad()
-    def depth(self, z: torch.Tensor, pixels: bool = False):
-        """Raw latents -> (depth [B,h,w] metres, depth [B,H,W] metres or None)."""
-        return self.depth_head(self.normalize(z), pixels=pixels)
+    def depth(self, z: torch.Tensor, pixels: bool = False,
+              check: Callable[[], None] | None = None):
+        """Raw latents -> (depth [B,h,w] metres, depth [B,H,W] metres or None). ``check`` runs
+        between layers and may raise to abandon the pass."""
+        return self.depth_head(self.normalize(z), pixels=pixels, check=check)
 
     # ------------------------------------------------------------------ imagination
 
@@ -108,13 +131,15 @@ class WorldModel(nn.Module):
 
     @torch.no_grad()
     def imagine(
-        self, cond: torch.Tensor, steps: int = 2, generator: torch.Generator | None = None
+        self, cond: torch.Tensor, steps: int = 2, generator: torch.Generator | None = None,
+        check: Callable[[], None] | None = None,
     ) -> torch.Tensor:
-        """Sample the target latent (raw) given the conditioning, in `steps` Euler steps."""
+        """Sample the target latent (raw) given the conditioning, in `steps` Euler steps.
+        ``check`` runs between DiT blocks and may raise to abandon the sample (cancellation)."""
         b, _, h, w = cond.shape
         noise = torch.randn(
             (b, self.latent_channels, h, w), generator=generator, device=cond.device)
-        z = euler_sample(lambda x, t: self.dit(x, t, cond), noise, steps)
+        z = euler_sample(lambda x, t: self.dit(x, t, cond, check), noise, steps, check)
         return self.denormalize(z)
 
     # ------------------------------------------------------------------ persistence

@@ -233,13 +233,16 @@ class RolloutEngine:
         on_step: Callable[[int, int], bool] | None = None,
         *,
         critics: Sequence[tuple[Critic, float]] | None = None,
+        should_stop: Callable[[], bool] | None = None,
     ) -> ScoreResult:
         """Imagine ``horizon`` steps along every path (one batch), score, decode previews.
 
         ``on_step(done, total)`` runs after every imagined step (``total`` = horizon); return
-        False to stop (raises ``RolloutInterrupted``). ``critics`` replaces the engine's own
-        for this call (the node passes its current parameters). Raises ``NoMemoryError`` when a
-        critic needs imagination and nothing has been observed yet.
+        False to stop (raises ``RolloutInterrupted``); ``should_stop()`` is polled within steps
+        too (see ``imagine_paths``) and before the critics and previews, for a prompt cancel.
+        ``critics`` replaces the engine's own for this call (the node passes its current
+        parameters). Raises ``NoMemoryError`` when a critic needs imagination and nothing has
+        been observed yet.
         """
         if not paths:
             raise ValueError("score needs at least one path")
@@ -264,9 +267,11 @@ class RolloutEngine:
             gen = torch.Generator(device=self.device).manual_seed(self.config.seed)
             imagined = imagine_paths(self.model, memory, last.latent, K_lat, cams,
                                      sampler_steps=self.config.sampler_steps, generator=gen,
-                                     on_step=on_step)
+                                     on_step=on_step, should_stop=should_stop)
             timings["imagine"] = time.perf_counter() - t0
         elif on_step is not None and on_step(horizon, horizon) is False:
+            raise RolloutInterrupted("stopped before scoring")
+        if should_stop is not None and should_stop():
             raise RolloutInterrupted("stopped before scoring")
         t0 = time.perf_counter()
         batch = CriticBatch(
@@ -278,6 +283,8 @@ class RolloutEngine:
             memory=memory, normalize=self.model.normalize)
         table = score_paths(batch, critics)
         timings["critics"] = time.perf_counter() - t0
+        if should_stop is not None and should_stop():
+            raise RolloutInterrupted("stopped before the previews")
         t0 = time.perf_counter()
         k = min(int(num_previews), len(paths)) if imagined is not None else 0
         order = [int(i) for i in table.order()[:k]]
@@ -300,6 +307,7 @@ class RolloutEngine:
         generator: torch.Generator | None = None,
         timings: dict[str, float] | None = None,
         on_step: Callable[[int, int], bool] | None = None,
+        should_stop: Callable[[], bool] | None = None,
     ) -> Imagined:
         """Imagine along given camera poses ``[N,T+1,4,4]`` (index 0 = pose of
         ``start_latent`` [1 or N,C,h,w]; ``K_latent`` [3,3] at latent resolution) from
@@ -310,7 +318,8 @@ class RolloutEngine:
             generator = torch.Generator(device=self.device).manual_seed(self.config.seed)
         return imagine_paths(self.model, memory, start_latent.to(self.device),
                              K_latent, cam_to_map, sampler_steps=self.config.sampler_steps,
-                             generator=generator, timings=timings, on_step=on_step)
+                             generator=generator, timings=timings, on_step=on_step,
+                             should_stop=should_stop)
 
     # ------------------------------------------------------------------ helpers
 

@@ -24,7 +24,8 @@ from mirage_ros.model.world_model import relative_rays
 
 
 class RolloutInterrupted(Exception):
-    """Raised between steps when the caller's ``on_step`` asks to stop (cancel, preempt)."""
+    """Raised when the caller asks to stop (cancel, preempt): between steps by ``on_step``,
+    within a step by ``should_stop``."""
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,7 @@ def imagine_paths(
     generator: torch.Generator | None = None,
     timings: dict[str, float] | None = None,
     on_step: Callable[[int, int], bool] | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> Imagined:
     """Imagine every path's views.
 
@@ -59,7 +61,10 @@ def imagine_paths(
     resolution; cam_to_map: [N,T+1,4,4] camera poses (float64 preferred), index 0 being the pose
     of start_latent. ``timings``, when given, accumulates seconds per phase (synchronising CUDA
     around each). ``on_step(done, total)`` runs after every step; returning False stops the
-    rollout with ``RolloutInterrupted``.
+    rollout with ``RolloutInterrupted``. ``should_stop()`` is polled much more often, before
+    every phase and between the DiT's and the depth head's blocks, and True stops the rollout the
+    same way: one step of a large batch takes hundreds of milliseconds on a CPU, too long for a
+    planner waiting on a cancel. It must be cheap (it runs ~30 times a step).
     """
     device = start_latent.device
     poses = torch.as_tensor(cam_to_map).to(device)
@@ -72,13 +77,24 @@ def imagine_paths(
     prev = start_latent.expand(n, -1, -1, -1)
     timed = _timer(device, timings)
     latents, depths, mem_depths, masks = [], [], [], []
+    step = 0
+
+    def check() -> None:
+        if should_stop is not None and should_stop():
+            raise RolloutInterrupted(f"stopped during step {step} of {t1 - 1}")
+
+    poll = None if should_stop is None else check
     for s in range(1, t1):
+        step = s
+        check()
         view = timed("memory read", lambda s=s: overlay.read(poses[:, s], K, (h, w)))
         rays = timed("conditioning", lambda s=s: relative_rays(
             K, poses[:, s - 1], poses[:, s], (h, w)))
         cond = model.condition(view.latent, view.depth, view.mask, prev, rays)
-        prev = timed("DiT sampling", lambda c=cond: model.imagine(c, sampler_steps, generator))
-        depth = timed("depth head", lambda p=prev: model.depth(p)[0])
+        prev = timed("DiT sampling", lambda c=cond: model.imagine(c, sampler_steps, generator,
+                                                                  poll))
+        depth = timed("depth head", lambda p=prev: model.depth(p, check=poll)[0])
+        check()
         timed("overlay write", lambda s=s, p=prev, d=depth: overlay.write(
             p, d, K, poses[:, s], float(s)))
         latents.append(prev)
