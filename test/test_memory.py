@@ -778,3 +778,33 @@ def test_angles_document_grazing_threshold():
         0.2588,
         abs_tol=1e-4,
     )
+
+
+def test_rebase_time_keeps_ages_so_frames_after_a_clock_jump_back_are_not_evicted_first():
+    def points(x0: float, n: int = 10) -> torch.Tensor:
+        return torch.stack([x0 + 0.2 * torch.arange(n, dtype=torch.float32),
+                            torch.zeros(n), torch.zeros(n)], 1)
+
+    def run(rebase: bool) -> torch.Tensor:
+        mem = LatentMemory(channels=2, capacity=15)
+        here = torch.zeros(3)
+        mem.insert_points(points(0.0), torch.ones(10, 2), 1000.0, camera_position=here)
+        snap = mem.snapshot()
+        if rebase:  # the simulation restarts: the clock now reads 5 s
+            assert mem.rebase_time(5.0) == pytest.approx(-995.0)
+            assert mem.latest_stamp == 5.0
+            assert torch.equal(snap.stamps, torch.full((10,), 1000.0, dtype=torch.float64))
+            assert torch.equal(mem.stamps, torch.full((10,), 5.0, dtype=torch.float64))
+        # New frames, 5 min after the old ones, as far from the camera (mirrored): 5 must go.
+        mem.insert_points(-points(0.1), torch.full((10, 2), 2.0), 305.0, camera_position=here)
+        return mem.latents[:, 0]
+
+    assert int((run(rebase=True) == 2.0).sum()) == 10  # the new frames all stay, the map ages
+    assert int((run(rebase=False) == 2.0).sum()) < 10  # without: they look 695 s old
+
+
+def test_rebase_time_on_an_empty_memory_or_with_a_bad_time():
+    mem = LatentMemory(channels=2)
+    assert mem.rebase_time(3.0) == 0.0 and mem.latest_stamp is None
+    with pytest.raises(ValueError, match="finite"):
+        mem.rebase_time(float("nan"))

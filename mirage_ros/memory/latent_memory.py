@@ -51,6 +51,18 @@ def _f32(x: float) -> float:
     return float(np.float32(x))
 
 
+def _model_problem(found: str | None, expected: str | None) -> str | None:
+    """Why a map recorded as made by model ``found`` may not be used by model ``expected``."""
+    if expected is None or found == expected:
+        return None
+    if found is None:
+        return (
+            "this map records no model identity (saved without one, or by an older version); "
+            f"the model in use is {expected} and cannot tell whether the latents are its own"
+        )
+    return f"this map was made by model {found}; the model in use is {expected}"
+
+
 @dataclass(frozen=True)
 class MemoryConfig:
     """Every option of a memory. Distances in metres, times in seconds, angles in degrees."""
@@ -234,6 +246,23 @@ class LatentMemory:
             f"voxel_size={self.voxel_size}, capacity={self.capacity}, device={self._device}, "
             f"backend={self.backend})"
         )
+
+    def rebase_time(self, now: float) -> float:
+        """Move every voxel's stamp, and the memory's latest stamp, so the latest becomes
+        ``now``; return the shift (s). For a clock that jumped (a simulation reset): eviction
+        ranks voxels by age against the latest stamp, so without this the frames written after
+        a jump back would all look older than the map, and be evicted first. Ages are kept.
+        The table is replaced, never changed in place (snapshots keep their stamps)."""
+        now = float(now)
+        if not math.isfinite(now):
+            raise ValueError(f"now must be finite, got {now}")
+        if self._now is None:
+            return 0.0
+        shift = now - self._now
+        t = self._table
+        table = VoxelTable(t.keys, t.position, t.latent, t.weight, t.stamp + shift)
+        self._table, self._now = table, now
+        return shift
 
     def snapshot(self) -> LatentMemory:
         """A memory holding exactly this one's current contents, sharing its tensors.
@@ -499,14 +528,21 @@ class LatentMemory:
             now=self._now,
         )
 
-    def save(self, path: str | os.PathLike[str]) -> None:
-        """Write the memory to ``path`` (safetensors, checksummed, atomic replace)."""
-        write_atomic(path, persistence.encode(self._saved_state()))
+    def save(self, path: str | os.PathLike[str], model: str | None = None) -> None:
+        """Write the memory to ``path`` (safetensors, checksummed, atomic replace).
+
+        ``model`` names the autoencoder whose latents this memory holds (the world model's
+        ``autoencoder_id()``) so that loaders can refuse the map for another model; None
+        records it as unknown.
+        """
+        state = self._saved_state()
+        state.model = model or None
+        write_atomic(path, persistence.encode(state))
 
     @staticmethod
     def _parts_from_file(
         path: str | os.PathLike[str], device: torch.device
-    ) -> tuple[MemoryConfig, VoxelTable, torch.Tensor | None, float | None]:
+    ) -> tuple[MemoryConfig, VoxelTable, torch.Tensor | None, float | None, str | None]:
         state = persistence.read_file(path)
         try:
             config = MemoryConfig(**state.config)
@@ -520,7 +556,7 @@ class LatentMemory:
             stamp=state.stamp.to(device),
         )
         anchor = None if state.anchor is None else state.anchor.to(device)
-        return config, table, anchor, state.now
+        return config, table, anchor, state.now, state.model
 
     @classmethod
     def load(
@@ -529,10 +565,18 @@ class LatentMemory:
         device: str | torch.device = "cpu",
         *,
         use_kernels: bool | None = None,
+        model: str | None = None,
     ) -> LatentMemory:
-        """Read a memory saved by ``save``; raises ``MemoryFormatError`` on any defect."""
+        """Read a memory saved by ``save``; raises ``MemoryFormatError`` on any defect.
+
+        With ``model`` (see ``load_into``), a map of another model or of unknown model is
+        refused.
+        """
         dev = torch.device(device)
-        config, table, anchor, now = cls._parts_from_file(path, dev)
+        config, table, anchor, now, found = cls._parts_from_file(path, dev)
+        problem = _model_problem(found, model)
+        if problem:
+            raise MemoryFormatError(problem)
         mem = cls.__new__(cls)
         mem._config = config
         mem._device = dev
@@ -542,17 +586,51 @@ class LatentMemory:
         mem._table, mem._anchor, mem._now = table, anchor, now
         return mem
 
-    def load_into(self, path: str | os.PathLike[str]) -> None:
+    def load_into(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        model: str | None = None,
+        same_voxel_size: bool = False,
+        keep_capacity: bool = False,
+    ) -> None:
         """Replace this memory's contents and options with a saved file's, in place.
 
-        The file is read and verified completely first; on any error this memory is untouched.
-        The file must have this memory's channel count (the model's latent width).
+        The file is read and verified completely first; on any error (``MemoryFormatError``
+        naming every difference found) this memory is untouched. Refused:
+
+        - a file with another channel count than this memory's (the model's latent width);
+        - with ``model`` (the running model's ``autoencoder_id()``): a map made by another
+          model, and a map that records no model (saved without one, or by an older version),
+          since nothing says its latents belong to this autoencoder;
+        - with ``same_voxel_size``: a map of another voxel size than this memory's;
+        - with ``keep_capacity``: a map holding more voxels than this memory's capacity (this
+          memory's capacity is kept instead of the file's).
         """
-        config, table, anchor, now = self._parts_from_file(path, self._device)
+        config, table, anchor, now, found = self._parts_from_file(path, self._device)
+        problems = []
+        problem = _model_problem(found, model)
+        if problem:
+            problems.append(problem)
         if config.channels != self.channels:
-            raise MemoryFormatError(
+            problems.append(
                 f"memory file has {config.channels} channels, this memory has {self.channels}"
             )
+        if same_voxel_size and config.voxel_size != self.voxel_size:
+            problems.append(
+                f"memory file has voxel size {config.voxel_size} m, "
+                f"this memory has {self.voxel_size} m"
+            )
+        if keep_capacity:
+            count = int(table.keys.numel())
+            if count > self.capacity:
+                problems.append(
+                    f"memory file holds {count} voxels, over this memory's capacity "
+                    f"{self.capacity}"
+                )
+            config = dataclasses.replace(config, capacity=self.capacity)
+        if problems:
+            raise MemoryFormatError("; ".join(problems))
         inv_voxel = inverse_voxel(config.voxel_size, self._device)
         self._config, self._inv_voxel = config, inv_voxel
         self._table, self._anchor, self._now = table, anchor, now

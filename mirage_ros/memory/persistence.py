@@ -3,16 +3,30 @@
 File layout: the safetensors tensors ``keys`` (int64 [N]), ``position`` (f32 [N,3]), ``latent``
 (f32 [N,C]), ``weight`` (f32 [N]), ``stamp`` (f64 [N]), ``anchor`` (f64 [3]) and ``now``
 (f64 [1]), and string metadata: ``format``, ``version``, ``channels``, ``voxel_size``,
-``capacity``, ``count``, ``has_anchor``, ``has_now``, ``config`` (JSON of every option) and
-``checksum``. The checksum is the sha256 of the canonical JSON of the other metadata followed by,
-for each tensor in name order, its name, dtype, shape and raw bytes: flipping a bit anywhere,
-truncating the file or editing a metadata field is detected.
+``capacity``, ``count``, ``has_anchor``, ``has_now``, ``config`` (JSON of every option),
+``model`` and ``checksum``. The checksum is the sha256 of the canonical JSON of the other metadata
+followed by, for each tensor in name order, its name, dtype, shape and raw bytes: flipping a bit
+anywhere, truncating the file or editing a metadata field is detected.
 
-Saves are atomic: the bytes go to a temporary file in the target's directory, are fsynced, and
-``os.replace`` swaps it in (then the directory is fsynced), so a crash leaves either the old file
-or the new one, never a torn one.
+``model`` names the autoencoder whose latents the map holds (``WorldModel.autoencoder_id()``;
+empty or absent: unknown). It is optional, so it did not change the format version: files
+written before it existed read as "unknown model", and older readers ignore it. Whoever loads a
+map for a model (``LatentMemory.load_into(path, model=...)``, the node) refuses a map of another
+model and a map of unknown model, with a message naming both. This module only stores the
+string; it knows nothing of models.
+
+Saves are atomic (``mirage_ros.safefile.write_atomic``): the bytes go to a temporary file
+``.<name>.<random>.tmp`` in the target's directory, are fsynced, and ``os.replace`` swaps it in
+(then the directory is fsynced), so a crash, even SIGKILL, leaves either the old file or the new
+one, never a torn one. A process killed mid-save leaves its temporary file behind; the next save
+of the same path deletes it (temporary files of saves still running are locked and kept).
+
+Loading refuses (``MemoryFormatError``, nothing half-loaded) files that are not safetensors,
+truncated, bit-flipped or edited (checksum), of another format name or version, or whose tensors
+disagree with their metadata. ``LatentMemory.load_into`` also refuses another channel count and,
+when asked (the node asks for all three), another model, another voxel size, or more voxels
+than the memory's capacity; the memory is unchanged after any refusal.
 """
-
 from __future__ import annotations
 
 import hashlib
@@ -26,7 +40,7 @@ import torch
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
-from mirage_ros.safefile import safetensors_metadata
+from mirage_ros.safefile import safetensors_metadata, safetensors_size
 
 FORMAT_NAME = "mirage_ros.latent_memory"
 FORMAT_VERSION = 1
@@ -56,6 +70,7 @@ class SavedState:
     stamp: torch.Tensor
     anchor: torch.Tensor | None  # f64 [3], the latest camera position
     now: float | None  # latest stamp seen
+    model: str | None = None  # identity of the autoencoder that made the latents; None: unknown
 
 
 def _checksum(meta: dict[str, str], tensors: dict[str, torch.Tensor]) -> str:
@@ -92,6 +107,7 @@ def encode(state: SavedState) -> bytes:
         "has_anchor": "1" if state.anchor is not None else "0",
         "has_now": "1" if state.now is not None else "0",
         "config": json.dumps(cfg, sort_keys=True),
+        "model": state.model or "",
     }
     meta["checksum"] = _checksum(meta, tensors)
     return st_save(tensors, metadata=meta)
@@ -125,6 +141,12 @@ def decode(data: bytes) -> SavedState:
     if version != FORMAT_VERSION:
         raise MemoryFormatError(
             f"unsupported memory file version {version} (this build reads {FORMAT_VERSION})"
+        )
+    expected_size = safetensors_size(data)
+    if expected_size is not None and len(data) < expected_size:
+        raise MemoryFormatError(
+            f"memory file is truncated ({len(data)} of the {expected_size} bytes its header "
+            "describes)"
         )
     try:
         tensors = st_load(data)
@@ -188,6 +210,7 @@ def decode(data: bytes) -> SavedState:
         stamp=stamp,
         anchor=tensors["anchor"] if has_anchor else None,
         now=float(tensors["now"][0]) if has_now else None,
+        model=meta.get("model") or None,
     )
 
 
