@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mirage_ros.geometry import slerp, transform_from_translation_quat_xyzw
+from mirage_ros.sensors import MAX_POSITION
 
 
 class InvalidPathError(ValueError):
@@ -69,6 +70,12 @@ def validate_path(
     bad = ~np.isfinite(path.positions).all(axis=1)
     if bad.any():
         raise InvalidPathError("position is NaN or infinite", index, int(np.argmax(bad)))
+    bad = (np.abs(path.positions) > MAX_POSITION).any(axis=1)
+    if bad.any():
+        k = int(np.argmax(bad))
+        raise InvalidPathError(
+            f"position {path.positions[k].tolist()} is farther than {MAX_POSITION:g} m from the "
+            "origin on some axis (check the unit and the frame)", index, k)
     bad = ~np.isfinite(path.quaternions_xyzw).all(axis=1)
     if bad.any():
         raise InvalidPathError("orientation is NaN or infinite", index, int(np.argmax(bad)))

@@ -63,6 +63,7 @@ from mirage_ros.action import ScorePaths
 from mirage_ros.geometry import wrap_angle, yaw_from_quat_xyzw
 from mirage_ros.rollout import CandidatePath, arc_fan
 from mirage_ros.ros.conversions import error_code_name, paths_to_msgs, seconds
+from mirage_ros.ros.qos import action_qos_kwargs
 from mirage_ros.ros.spin import run_node
 
 Result = ScorePaths.Result
@@ -288,7 +289,8 @@ class DemoPlanner(Node):
         self._finished = False
         self._status = ""
 
-        self._score_client = ActionClient(self, ScorePaths, "score_paths")
+        self._score_client = ActionClient(self, ScorePaths, "score_paths",
+                                          **action_qos_kwargs())
         self.create_subscription(Odometry, "odom", self._on_odom, qos_profile_sensor_data)
         self._follow_pub = self.create_publisher(Path, "follow_path", 10)
         self._plan_pub = self.create_publisher(Path, "~/plan", 10)

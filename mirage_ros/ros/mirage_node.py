@@ -6,6 +6,11 @@ Inputs (relative names, remap them onto your robot's topics; sensor-data QoS):
 camera mount comes from the ``camera_to_base`` parameter. Frames are paired with depth and
 odometry by stamp (``sync_tolerance``) and written into the memory at a bounded rate (only after
 ``observe.min_translation`` or ``observe.min_rotation`` of motion, at most ``observe.max_rate``).
+A malformed input message is dropped with a warning (throttled per kind) and counted:
+``received <kind>`` and ``dropped <kind>`` (or the pairer's ``dropped <reason>``) in
+/diagnostics. Refused besides broken layouts: depth whose median is implausible for its unit
+(``sensors.depth``), camera info of an implausible field of view, poses and paths beyond
+``sensors.MAX_POSITION``, and stamps more than ``MAX_STAMP_LEAD`` s ahead of the node's clock.
 
 Serves ``~/score_paths`` (mirage_ros/action/ScorePaths): every goal is validated first (a bad
 goal gets INVALID_INPUT / TRANSFORM_ERROR and a message naming the path and pose), then all
@@ -15,7 +20,9 @@ observation. Streams ``~/candidate_paths`` -> ``~/path_scores`` and ``~/planned_
 ``~/plan_preview``. Publishes ``~/best_path``, ``~/candidates`` (MarkerArray, one line strip per
 path coloured by score; built only when subscribed), ``~/previews`` (one labelled image grid),
 ``~/memory_cloud`` (PointCloud2, throttled, only when subscribed) and ``/diagnostics``.
-Services ``~/save_memory``, ``~/load_memory`` (safetensors) and ``~/clear_memory``.
+Services ``~/save_memory``, ``~/load_memory`` (safetensors) and ``~/clear_memory``. Saved maps
+record the autoencoder that made them; loading (the service or ``load_memory_at_start``) refuses
+a corrupt file and a map of another model, channel count or voxel size, memory in use unchanged.
 Outputs carry the stamps of the inputs they answer, so bag replay lines up.
 """
 
@@ -36,6 +43,8 @@ from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.action.server import ServerGoalHandle
 from rclpy.callback_groups import ReentrantCallbackGroup
+from rclpy.clock import JumpThreshold, TimeJump
+from rclpy.duration import Duration
 from rclpy.exceptions import InvalidParameterTypeException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
@@ -78,11 +87,27 @@ from mirage_ros.ros.conversions import (
     time_from_seconds,
 )
 from mirage_ros.ros.image_bridge import imgmsg_to_numpy, imgmsg_to_rgb8, numpy_to_imgmsg
+from mirage_ros.ros.qos import action_qos_kwargs
 from mirage_ros.ros.spin import CalmMultiThreadedExecutor, run_node
-from mirage_ros.sensors import ObservationPairer, decode_depth
+from mirage_ros.sensors import (
+    MAX_POSITION,
+    ObservationPairer,
+    check_depth_units,
+    decode_depth,
+)
+from mirage_ros.sensors.pose_buffer import CLOCK_JUMP_BACK
 from mirage_ros.srv import LoadMemory, SaveMemory
 
 Result = ScorePaths.Result
+
+# Seconds a camera, depth or odometry stamp may lead this node's clock (ROS time: /clock under
+# use_sim_time). Stamps further ahead are dropped with a warning: accepted, one such stamp makes
+# every normal message after it look like a clock jump back, which restarts the pairing and
+# discards the waiting frames. Stamps in the past are accepted (a bag replayed without /clock);
+# a jump back of more than CLOCK_JUMP_BACK s restarts the pairing (sensors.pairing) and is
+# logged and counted ("pairing restarts" in /diagnostics).
+MAX_STAMP_LEAD = 10.0
+RESULT_KEPT_S = 60  # seconds a finished goal's result can still be fetched
 
 # The default mount is the simulator's camera: 0.5 m above base_link, pitched 10 degrees down,
 # as the optical frame (x right, y down, z forward) in base_link: x y z qx qy qz qw.
@@ -114,6 +139,7 @@ DEFAULTS: dict[str, object] = {
     "memory.capacity": 300000,
     "memory_file": "mirage_memory.safetensors",
     "load_memory_at_start": False,
+    "clock_jump": "keep",
     "critics": ["goal_pose", "goal_image", "clearance", "exploration", "path_length",
                 "path_turning"],
     "latency_budget": 1.0,
@@ -144,7 +170,10 @@ DESCRIPTIONS: dict[str, str] = {
     "memory.voxel_size": "metres",
     "memory.capacity": "most voxels kept; the farthest and stalest are evicted first",
     "memory_file": "default file of the save_memory / load_memory services",
-    "load_memory_at_start": "load memory_file when the node starts",
+    "load_memory_at_start": "load memory_file when the node starts; a map that cannot be used "
+                            "(corrupt, another model, channel count or voxel size) stops it",
+    "clock_jump": "when the clock jumps back (a simulation or bag restart): keep the memory and "
+                  "move its stamps back with the clock, or clear it",
     "critics": "active critics, by name (" + ", ".join(available_critics()) + ")",
     "latency_budget": "seconds a ScorePaths goal should take; /diagnostics warns above it",
     "memory_cloud_period": "seconds between ~/memory_cloud messages (when subscribed)",
@@ -210,10 +239,23 @@ class MirageNode(Node):
         self._last_write: tuple[float, np.ndarray] | None = None  # (wall time, base_to_map)
         self._rates = {k: _Rate() for k in ("image", "depth", "odom", "written")}
         self._bad_inputs: dict[str, int] = {}
+        self._received: dict[str, int] = {}  # every input message, good or bad, by kind
+        self._count_lock = threading.Lock()
+        self._warned: dict[str, tuple[float, int]] = {}  # kind -> (last warning, drops since)
+        self._pairing_warned: tuple[float, dict[str, int]] = (-math.inf, {})  # when, counts
         self._last_latency: float | None = None
         self._last_goal_error = ""
         self._plan: tuple[Header, CandidatePath] | None = None
         self._plan_done: Header | None = None
+        # Clock jumps back: seen by the node's clock under use_sim_time (a /clock reset), or by
+        # a frame stamped far before the memory's newest (a bag replayed again). Either way the
+        # observer thread applies the clock_jump policy; the clock's callback only records it.
+        self._jump_to: float | None = None
+        self._clock_jumps = 0
+        self._jump_handle = self.get_clock().create_jump_callback(
+            JumpThreshold(min_forward=None, min_backward=Duration(seconds=-CLOCK_JUMP_BACK),
+                          on_clock_change=False),
+            post_callback=self._on_clock_jump)
         if values["load_memory_at_start"]:
             ok, message = self._load_memory(str(values["memory_file"]))
             if not ok:
@@ -248,12 +290,17 @@ class MirageNode(Node):
             handle_accepted_callback=self._on_accepted,
             cancel_callback=self._on_cancel,
             callback_group=ReentrantCallbackGroup(),
+            **action_qos_kwargs(),  # bursts of goals and cancel storms lose no request
+            # rclpy forgets a result 10 s after the goal ends by default, and then answers a
+            # late result request with status UNKNOWN and an empty result whose error_code
+            # reads SUCCESS; keep results a minute for slow clients.
+            result_timeout=RESULT_KEPT_S,
         )
         self._scores_pub = self.create_publisher(PathScores, "~/path_scores", 10)
         # A callback that finds its work already running returns at once (try-locks).
         background = ReentrantCallbackGroup()
         self._busy = {k: threading.Lock() for k in ("stream", "plan", "cloud", "diagnostics")}
-        self._stream_pending: CandidatePaths | None = None
+        self._stream_pending: tuple[Header, list[CandidatePath]] | None = None
         self.create_subscription(CandidatePaths, "~/candidate_paths", self._on_candidate_paths,
                                  10, callback_group=background)
         self.create_subscription(Path, "~/planned_path", self._on_planned_path, 10,
@@ -334,8 +381,12 @@ class MirageNode(Node):
             seconds(msg.header.stamp), imgmsg_to_rgb8(msg)))
 
     def _on_depth(self, msg: Image) -> None:
-        self._queue("depth", msg, lambda: self._pairer.add_depth(
-            seconds(msg.header.stamp), decode_depth(imgmsg_to_numpy(msg), msg.encoding)))
+        def push() -> None:
+            depth = decode_depth(imgmsg_to_numpy(msg), msg.encoding)
+            check_depth_units(depth, msg.encoding)  # metres as 16UC1, millimetres as 32FC1
+            self._pairer.add_depth(seconds(msg.header.stamp), depth)
+
+        self._queue("depth", msg, push)
 
     def _on_camera_info(self, msg: CameraInfo) -> None:
         self._queue("camera_info", msg, lambda: self._pairer.set_camera_info(
@@ -343,6 +394,11 @@ class MirageNode(Node):
 
     def _on_odom(self, msg: Odometry) -> None:
         self._queue("odom", msg, lambda: self._add_odometry(msg))
+
+    def _on_clock_jump(self, jump: TimeJump) -> None:
+        # rclpy calls this while it sets the clock: record and hand over, never block here.
+        self._jump_to = self.get_clock().now().nanoseconds * 1e-9
+        self._wake.set()
 
     def _on_goal(self, goal: ScorePaths.Goal) -> GoalResponse:
         # Malformed goals are accepted and answered with INVALID_INPUT: a rejection carries no
@@ -362,7 +418,15 @@ class MirageNode(Node):
         return CancelResponse.ACCEPT
 
     def _on_candidate_paths(self, msg: CandidatePaths) -> None:
-        self._stream_pending = msg  # the newest wins
+        # Validated here, not when scored: a message superseded while another is scored is
+        # still counted if it was malformed.
+        self._tally(self._received, "candidate_paths")
+        try:
+            paths = self._parse_paths(msg.paths, msg.header.frame_id)
+        except Exception as err:  # noqa: BLE001 - a malformed message is dropped and counted
+            self._drop("candidate_paths", f"~/candidate_paths: {err}")
+            return
+        self._stream_pending = (msg.header, paths)  # the newest wins
         # Whoever holds the stream lock scores what is pending; after releasing it, it looks
         # again, so a message stored while it was finishing is never left behind.
         while self._stream_pending is not None and self._exclusive(
@@ -370,11 +434,11 @@ class MirageNode(Node):
             pass
 
     def _on_planned_path(self, msg: Path) -> None:
+        self._tally(self._received, "planned_path")
         try:
             self._keep_plan(msg)
         except Exception as err:  # noqa: BLE001 - a malformed plan is dropped and counted
-            self._bad_inputs["planned_path"] = self._bad_inputs.get("planned_path", 0) + 1
-            self.get_logger().warning(f"~/planned_path: {err!r}", throttle_duration_sec=5.0)
+            self._drop("planned_path", f"~/planned_path: {err!r}")
 
     def _on_plan_timer(self) -> None:
         self._exclusive("plan", self._publish_plan_preview)
@@ -448,8 +512,8 @@ class MirageNode(Node):
 
     def _score_pending_streams(self) -> None:
         while self._stream_pending is not None:
-            msg, self._stream_pending = self._stream_pending, None
-            self._score_stream(msg)
+            (header, paths), self._stream_pending = self._stream_pending, None
+            self._score_stream(header, paths)
 
     def destroy_node(self) -> None:
         # rclpy also destroys a node whose __init__ failed half-way: the thread may not exist.
@@ -464,17 +528,56 @@ class MirageNode(Node):
 
     def _queue(self, kind: str, msg, push) -> None:
         """Hand a message to the pairer; a malformed one is counted and dropped, never raised."""
+        self._tally(self._received, kind)
         try:
+            if kind != "camera_info":  # the pairer does not use camera info stamps
+                self._check_stamp_lead(msg.header.stamp)
             with self._pair_lock:
+                resets = self._pairer.resets
                 push()
+                reset = self._pairer.resets != resets
         except Exception as err:  # noqa: BLE001 - any malformed message is dropped and counted
-            self._bad_inputs[kind] = self._bad_inputs.get(kind, 0) + 1
-            self.get_logger().warning(f"dropped a {kind} message: {err}",
-                                      throttle_duration_sec=5.0)
+            self._drop(kind, f"dropped a {kind} message: {err}")
             return
+        if reset:
+            self.get_logger().warning(
+                f"{kind} stamp {seconds(msg.header.stamp):.3f} jumped back past the pairer's "
+                "limit: pairing restarted (a bag or simulation restart?), the waiting frames "
+                "were discarded ('pairing restarts' in /diagnostics)", throttle_duration_sec=5.0)
         if kind in self._rates:
             self._rates[kind].tick()
         self._wake.set()
+
+    def _check_stamp_lead(self, stamp) -> None:
+        """ValueError for a stamp more than MAX_STAMP_LEAD s ahead of the node's clock (not
+        checked while the clock is zero: use_sim_time before the first /clock message)."""
+        now = self.get_clock().now().nanoseconds * 1e-9
+        lead = seconds(stamp) - now
+        if now > 0.0 and lead > MAX_STAMP_LEAD:
+            raise ValueError(
+                f"stamp {seconds(stamp):.3f} is {lead:.6g} s ahead of this node's clock "
+                f"({now:.3f}); more than {MAX_STAMP_LEAD:g} s is refused (are the clocks "
+                "synchronised, and use_sim_time set alike on every node?)")
+
+    def _tally(self, counts: dict[str, int], kind: str) -> int:
+        """Add one to ``counts[kind]`` (callbacks run on several threads) and return it."""
+        with self._count_lock:
+            counts[kind] = counts.get(kind, 0) + 1
+            return counts[kind]
+
+    def _drop(self, kind: str, message: str) -> None:
+        """Count a dropped input message and warn, at most once every 5 s per kind (one kind's
+        flood must not hide another's), saying how many were dropped since the last warning."""
+        self._tally(self._bad_inputs, kind)
+        now = time.monotonic()
+        with self._count_lock:
+            last, since = self._warned.get(kind, (-math.inf, 0))
+            due = now - last >= 5.0
+            self._warned[kind] = (now, 0) if due else (last, since + 1)
+        if due:
+            more = f" ({since} more {kind} messages dropped since the last warning)" if since \
+                else ""
+            self.get_logger().warning(message + more)
 
     def _add_odometry(self, msg: Odometry) -> None:
         frame = str(self.get_parameter("map_frame").value)
@@ -490,11 +593,17 @@ class MirageNode(Node):
         self._pairer.add_pose(seconds(msg.header.stamp), pose)
 
     def _observe_ready(self) -> None:
+        jump_to, self._jump_to = self._jump_to, None
+        if jump_to is not None:
+            self._clock_jumped(jump_to, "the clock")
         with self._pair_lock:
             ready = self._pairer.pop_ready()
         if not ready:
             return
         obs = ready[-1]  # the newest; older ones are superseded by it
+        latest = self._engine.memory.latest_stamp
+        if latest is not None and obs.stamp < latest - CLOCK_JUMP_BACK:
+            self._clock_jumped(obs.stamp, "a camera frame's stamp")
         if not self._due(obs.base_to_map):
             return
         try:
@@ -510,6 +619,28 @@ class MirageNode(Node):
         self._last_write = (time.monotonic(), obs.base_to_map)
         self._rates["written"].tick()
         self.get_logger().debug(f"observed {obs.stamp:.3f}: {stats}")
+
+    def _clock_jumped(self, now: float, seen_by: str) -> None:
+        """Apply the clock_jump policy for a jump back to ``now`` (s). A memory whose newest
+        stamp is not ahead of ``now`` is left alone (the other detector got there first)."""
+        policy = str(self.get_parameter("clock_jump").value)
+        with self._engine.locked():
+            memory = self._engine.memory
+            latest = memory.latest_stamp
+            if latest is None or now >= latest - CLOCK_JUMP_BACK:
+                return
+            if policy == "clear":
+                done = f"cleared the memory ({len(memory)} voxels)"
+                memory.clear()
+            else:
+                shift = memory.rebase_time(now)
+                done = f"kept the memory ({len(memory)} voxels), stamps moved by {shift:.3f} s"
+        if policy == "clear":
+            self._last_write = None
+        self._clock_jumps += 1
+        self.get_logger().warning(
+            f"time jumped back from {latest:.3f} s to {now:.3f} s (seen by {seen_by}; a "
+            f"simulation or bag restart?): {done} (clock_jump: {policy})")
 
     def _due(self, base_to_map: np.ndarray) -> bool:
         """The write-rate policy: enough time since the last write, and enough motion."""
@@ -565,15 +696,19 @@ class MirageNode(Node):
         target = self._parse_goal(goal)
         total = len(paths) * horizon
 
+        def should_stop() -> bool:  # polled within every imagined step: keep it cheap
+            return handle.is_cancel_requested or preempted.is_set()
+
         def on_step(done: int, steps: int) -> bool:
             try:
                 handle.publish_feedback(ScorePaths.Feedback(steps_done=done * len(paths),
                                                             steps_total=total))
             except Exception:  # noqa: BLE001 - the node is shutting down: stop imagining
                 return False
-            return not (handle.is_cancel_requested or preempted.is_set())
+            return not should_stop()
 
-        outcome = self._score(paths, horizon, target, int(goal.num_previews), on_step, handle)
+        outcome = self._score(paths, horizon, target, int(goal.num_previews), on_step, handle,
+                              should_stop)
         table = outcome.table
         header = Header(stamp=goal.header.stamp, frame_id=str(self.get_parameter("map_frame")
                                                                 .value))
@@ -589,12 +724,12 @@ class MirageNode(Node):
         )
 
     def _score(self, paths, horizon, target, num_previews, on_step,
-               handle=None) -> ScoreResult:
+               handle=None, should_stop=None) -> ScoreResult:
         # The critics as the parameters are now: weights may have changed since the last goal.
         critics = self._critics(self._values())
         try:
             return self._engine.score(paths, horizon, target, num_previews, on_step,
-                                      critics=critics)
+                                      critics=critics, should_stop=should_stop)
         except NoMemoryError as err:
             raise GoalError(Result.NO_MEMORY,
                             f"{err} (check that camera/image_raw, camera/camera_info and odom "
@@ -622,11 +757,15 @@ class MirageNode(Node):
                 Result.INVALID_INPUT, f"goal has {len(msgs)} paths; max_paths is {max_paths}")
         map_frame = str(self.get_parameter("map_frame").value)
         paths = []
+        max_poses = int(self.get_parameter("max_poses_per_path").value)
         for i, msg in enumerate(msgs):
+            if len(msg.poses) > max_poses:  # before converting a million poses one by one
+                raise GoalError(Result.INVALID_INPUT, str(InvalidPathError(
+                    f"has {len(msg.poses)} poses; the node accepts at most {max_poses}", i)))
             try:
                 path = validate_path(
                     path_from_msg(msg, goal_frame), i,
-                    max_poses=int(self.get_parameter("max_poses_per_path").value),
+                    max_poses=max_poses,
                     quaternion_tolerance=float(self.get_parameter("quaternion_tolerance").value),
                 )
             except InvalidPathError as err:
@@ -642,6 +781,13 @@ class MirageNode(Node):
     def _parse_goal(self, goal: ScorePaths.Goal) -> Goal:
         pose = latent = None
         img = goal.goal_image
+        if not (img.width and img.height) and len(img.data):
+            # ScorePaths.action: an empty image (width or height 0) means unused; one with data
+            # is a malformed image, not an empty one, and ignoring it would hide the mistake.
+            raise GoalError(Result.INVALID_INPUT,
+                            f"goal_image: zero size (width={img.width}, height={img.height}) "
+                            f"but {len(img.data)} bytes of data; send width = height = 0 and no "
+                            "data for no goal image")
         if img.width and img.height:  # ScorePaths.action: width or height 0 means unused
             try:
                 rgb = imgmsg_to_rgb8(img)
@@ -658,6 +804,11 @@ class MirageNode(Node):
             values = (p.x, p.y, p.z, q.x, q.y, q.z, q.w)
             if not all(math.isfinite(v) for v in values):
                 raise GoalError(Result.INVALID_INPUT, "goal_pose: NaN or infinite value")
+            if max(abs(p.x), abs(p.y), abs(p.z)) > MAX_POSITION:
+                raise GoalError(Result.INVALID_INPUT,
+                                f"goal_pose: position ({p.x:g}, {p.y:g}, {p.z:g}) is farther than "
+                                f"{MAX_POSITION:g} m from the origin on some axis (check the "
+                                "unit and the frame)")
             quat = np.array([q.x, q.y, q.z, q.w])
             norm = float(np.linalg.norm(quat))
             tol = float(self.get_parameter("quaternion_tolerance").value)
@@ -684,19 +835,19 @@ class MirageNode(Node):
             grid = preview_grid(outcome.previews, labels)
             self._previews_pub.publish(numpy_to_imgmsg(grid, "rgb8", header))
 
-    def _score_stream(self, msg: CandidatePaths) -> None:
+    def _score_stream(self, msg_header: Header, paths: list[CandidatePath]) -> None:
+        """Score paths of ~/candidate_paths, already validated by the callback."""
         try:
-            paths = self._parse_paths(msg.paths, msg.header.frame_id)
             outcome = self._score(paths, int(self.get_parameter("horizon").value), Goal(), 0,
                                   None)
-        except GoalError as err:
+        except GoalError as err:  # NO_MEMORY: the message was fine, the node is not ready
             self.get_logger().warning(f"~/candidate_paths: {err}", throttle_duration_sec=5.0)
             return
         table = outcome.table
-        self._scores_pub.publish(PathScores(header=msg.header, scores=scores_to_list(table),
+        self._scores_pub.publish(PathScores(header=msg_header, scores=scores_to_list(table),
                                             best_index=table.best_index,
                                             critics=critics_to_msgs(table)))
-        header = Header(stamp=msg.header.stamp,
+        header = Header(stamp=msg_header.stamp,
                         frame_id=str(self.get_parameter("map_frame").value))
         self._publish_outcome(header, paths, outcome)
 
@@ -704,8 +855,7 @@ class MirageNode(Node):
         try:
             path = self._parse_paths([msg], msg.header.frame_id)[0]
         except GoalError as err:
-            self._bad_inputs["planned_path"] = self._bad_inputs.get("planned_path", 0) + 1
-            self.get_logger().warning(f"~/planned_path: {err}", throttle_duration_sec=5.0)
+            self._drop("planned_path", f"~/planned_path: {err}")
             return
         self._plan = (msg.header, path)
 
@@ -741,12 +891,33 @@ class MirageNode(Node):
             memory.positions.float().cpu().numpy(),
             self._engine.colors(memory.latents).numpy(), header))
 
+    def _warn_pairing_drops(self, dropped: dict[str, int]) -> None:
+        """Warn, at most every 5 s, about frames the pairer dropped since the last warning (a
+        well-formed image of the wrong size, a pose or depth never found...). Unpaired depth
+        images are not warned about: a depth camera faster than the colour one makes them."""
+        when, seen = self._pairing_warned
+        new = {k: n - seen.get(k, 0) for k, n in dropped.items()
+               if k != "depth_unused" and n > seen.get(k, 0)}
+        now = time.monotonic()
+        if new and now - when >= 5.0:
+            self._pairing_warned = (now, dict(dropped))
+            self.get_logger().warning(
+                "pairing dropped camera frames since the last warning: "
+                + ", ".join(f"{n} {k}" for k, n in sorted(new.items()))
+                + " (see mirage_ros.sensors.pairing; counted as 'dropped <reason>' in "
+                "/diagnostics)")
+
     def _publish_diagnostics(self) -> None:
         memory = self._engine.memory
         budget = float(self.get_parameter("latency_budget").value)
         latency = self._last_latency
         with self._pair_lock:
-            dropped = {**self._pairer.dropped, **self._bad_inputs}
+            paired = dict(self._pairer.dropped)
+            dropped = {**paired, **self._bad_inputs}
+            resets, waiting = self._pairer.resets, self._pairer.pending
+        with self._count_lock:
+            received = dict(self._received)
+        self._warn_pairing_drops(paired)
         level, message = DiagnosticStatus.OK, "imagining"
         if len(memory) == 0:
             level, message = DiagnosticStatus.WARN, "memory empty: no paired camera + odometry"
@@ -765,9 +936,12 @@ class MirageNode(Node):
             "capacity": str(memory.capacity),
             "memory fill": f"{len(memory) / memory.capacity:.4f}",
             "memory bytes": str(memory.nbytes),
+            "clock jumps back": str(self._clock_jumps),
             "device": str(self._engine.device),
             "last goal error": self._last_goal_error,
         }
+        values.update({"images waiting": str(waiting), "pairing restarts": str(resets)})
+        values.update({f"received {k}": str(v) for k, v in sorted(received.items())})
         values.update({f"dropped {k}": str(v) for k, v in sorted(dropped.items())})
         status = DiagnosticStatus(
             level=level, name=f"{self.get_name()}: imagination", message=message,
@@ -785,16 +959,21 @@ class MirageNode(Node):
         path = self._memory_path(path)
         memory, _ = self._engine.snapshot()
         try:
-            memory.save(path)
+            # the map records which autoencoder made its latents; _load_memory checks it
+            memory.save(path, model=self._engine.model.autoencoder_id())
         except OSError as err:
             return False, f"cannot write {path}: {err}", 0
         return True, f"saved {len(memory)} voxels to {path}", len(memory)
 
     def _load_memory(self, path: str) -> tuple[bool, str]:
         path = self._memory_path(path)
+        model = self._engine.model.autoencoder_id()
         try:
             with self._engine.locked():
-                self._engine.memory.load_into(path)
+                # Only a map of this autoencoder, channel count and voxel size (the read-only
+                # parameters); the node keeps its capacity. Verified before anything changes.
+                self._engine.memory.load_into(path, model=model, same_voxel_size=True,
+                                              keep_capacity=True)
         except (MemoryFormatError, OSError) as err:
             return False, f"cannot load {path}: {err} (the memory in use is unchanged)"
         return True, f"loaded {len(self._engine.memory)} voxels from {path}"
@@ -887,6 +1066,8 @@ def _check_parameters(values: dict[str, object]) -> str | None:
                 f"{mount!r}")
     if not values["map_frame"]:
         return "map_frame must not be empty"
+    if values["clock_jump"] not in ("keep", "clear"):
+        return f"clock_jump must be 'keep' or 'clear', got {values['clock_jump']!r}"
     if not values["critics"] or len(set(values["critics"])) != len(values["critics"]):
         return f"critics must list distinct critic names, got {values['critics']!r}"
     return None

@@ -10,7 +10,7 @@ tools, so a recording is paired and decoded exactly as the live node does it:
 * :mod:`.pairing`: images + depth + camera info + poses -> :class:`Observation`.
 """
 
-from mirage_ros.sensors.depth import DEPTH_ENCODINGS, decode_depth
+from mirage_ros.sensors.depth import DEPTH_ENCODINGS, check_depth_units, decode_depth
 from mirage_ros.sensors.image_codec import (
     SUPPORTED_ENCODINGS,
     EncodedImage,
@@ -21,17 +21,19 @@ from mirage_ros.sensors.image_codec import (
     to_rgb8,
 )
 from mirage_ros.sensors.pairing import DROP_REASONS, Observation, ObservationPairer
-from mirage_ros.sensors.pose_buffer import CLOCK_JUMP_BACK, PoseBuffer, check_pose
+from mirage_ros.sensors.pose_buffer import CLOCK_JUMP_BACK, MAX_POSITION, PoseBuffer, check_pose
 
 __all__ = [
     "CLOCK_JUMP_BACK",
     "DEPTH_ENCODINGS",
     "DROP_REASONS",
+    "MAX_POSITION",
     "SUPPORTED_ENCODINGS",
     "EncodedImage",
     "Observation",
     "ObservationPairer",
     "PoseBuffer",
+    "check_depth_units",
     "check_pose",
     "decode_depth",
     "decode_image",

@@ -55,7 +55,7 @@ from numpy.typing import ArrayLike, NDArray
 from mirage_ros.geometry import PinholeCamera
 from mirage_ros.sensors.pose_buffer import CLOCK_JUMP_BACK, PoseBuffer, check_pose
 
-__all__ = ["DROP_REASONS", "Observation", "ObservationPairer"]
+__all__ = ["DROP_REASONS", "FIELD_OF_VIEW", "Observation", "ObservationPairer", "check_intrinsics"]
 
 # Every reason an input can be dropped for; `ObservationPairer.dropped` has all of them as keys.
 DROP_REASONS = (
@@ -109,6 +109,29 @@ class _Depth:
     stamp: float
     depth: NDArray
     used: bool = False
+
+
+# Degrees: the fields of view a pinhole camera info may give (focal lengths are in pixels, so a
+# focal length in metres, or a denormal or absurd one, falls outside).
+FIELD_OF_VIEW = (0.1, 179.0)
+
+
+def check_intrinsics(camera: PinholeCamera) -> None:
+    """ValueError unless ``camera`` is a plausible pinhole: horizontal and vertical fields of
+    view within :data:`FIELD_OF_VIEW` degrees, and the principal point at most one image size
+    outside the image. Finite, positive values alone let a focal length of 1e-310 px through,
+    which the memory then refused frame by frame."""
+    lo, hi = FIELD_OF_VIEW
+    for name, f, size in (("fx", camera.fx, camera.width), ("fy", camera.fy, camera.height)):
+        fov = math.degrees(2.0 * math.atan(size / (2.0 * f)))
+        if not lo <= fov <= hi:
+            raise ValueError(
+                f"camera_info {name} = {f:.6g} px gives a {fov:.4g} degree field of view over "
+                f"{size} px; expected {lo:g} to {hi:g} degrees (focal lengths are in pixels)")
+    for name, c, size in (("cx", camera.cx, camera.width), ("cy", camera.cy, camera.height)):
+        if not -size <= c <= 2 * size:  # c in our grid-edge convention; the message in ROS's
+            raise ValueError(f"camera_info principal point {name} = {c - 0.5:.6g} px lies more "
+                             f"than one image size ({size} px) outside the image")
 
 
 def _stamp(value: float, what: str) -> float:
@@ -171,8 +194,10 @@ class ObservationPairer:
     def set_camera_info(self, K_ros: ArrayLike, width: int, height: int) -> None:
         """Intrinsics for the following observations: ROS ``CameraInfo.k`` (3x3, or its 9
         values) and the image size. ValueError unless finite with fx, fy > 0, zero skew and a
-        positive size; the previous camera info is then kept."""
+        positive size, and plausible (:func:`check_intrinsics`); the previous camera info is
+        then kept."""
         camera = PinholeCamera.from_ros_k(np.asarray(K_ros, dtype=np.float64), width, height)
+        check_intrinsics(camera)
         self._K, self._size = camera.K, (camera.height, camera.width)
 
     def add_image(self, stamp: float, rgb: NDArray) -> None:

@@ -36,7 +36,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from mirage_ros.geometry import matrix_to_quat_wxyz, quat_wxyz_to_matrix, slerp
 
-__all__ = ["CLOCK_JUMP_BACK", "ROTATION_TOLERANCE", "PoseBuffer", "check_pose"]
+__all__ = ["CLOCK_JUMP_BACK", "MAX_POSITION", "ROTATION_TOLERANCE", "PoseBuffer", "check_pose"]
 
 # A stamp this much older than the newest one is a restart of the clock, not a late message.
 CLOCK_JUMP_BACK = 1.0
@@ -44,16 +44,24 @@ CLOCK_JUMP_BACK = 1.0
 # loose enough for float32 round trips of a rotation, tight enough to refuse a scaled or sheared
 # matrix, which slerp would silently turn into some other rotation.
 ROTATION_TOLERANCE = 1e-4
+# Metres: the largest |x|, |y|, |z| of a pose (and of a planner's path) that is accepted. Beyond
+# every Earth-fixed map frame (UTM northings stay below 1e7 m); farther out, float64 geometry
+# loses centimetres and squared distances overflow (a pose at 1e300 m made NaN scores).
+MAX_POSITION = 1e7
 
 
 def check_pose(base_to_map: ArrayLike) -> NDArray:
     """``base_to_map`` as a float64 ``[4, 4]`` copy, or ValueError if it is not a finite rigid
-    transform (shape, NaN/inf, rotation not orthonormal with determinant +1, bottom row)."""
+    transform (shape, NaN/inf, rotation not orthonormal with determinant +1, bottom row) or its
+    position lies beyond :data:`MAX_POSITION`."""
     T = np.array(base_to_map, dtype=np.float64)  # always a copy: the caller may reuse its array
     if T.shape != (4, 4):
         raise ValueError(f"a pose must be a 4x4 transform, got shape {T.shape}")
     if not np.isfinite(T).all():
         raise ValueError("a pose must be finite, got NaN or inf")
+    if np.abs(T[:3, 3]).max() > MAX_POSITION:
+        raise ValueError(f"a pose's position must be within {MAX_POSITION:g} m of the origin, got "
+                         f"{T[:3, 3].tolist()} (check the unit and the frame)")
     R = T[:3, :3]
     if (
         np.abs(R.T @ R - np.eye(3)).max() > ROTATION_TOLERANCE

@@ -61,6 +61,7 @@ from mirage_ros.sensors import (
     DROP_REASONS,
     Observation,
     ObservationPairer,
+    check_depth_units,
     decode_depth,
     decode_image,
     decode_rgb8,
@@ -70,7 +71,8 @@ from mirage_ros.train.episodes import SPLITS, Episode, write_index, write_shard
 __all__ = ["BagTopics", "DropSummary", "ImportOptions", "import_bag", "main"]
 
 # Messages of the other topics that could not be used at all.
-MESSAGE_DROPS = ("depth_undecodable", "depth_unused", "odom_invalid", "camera_info_invalid")
+MESSAGE_DROPS = ("depth_undecodable", "depth_implausible", "depth_unused", "odom_invalid",
+                 "camera_info_invalid")
 # Why an image was not turned into a frame: undecodable, the pairer's reasons, then ours.
 IMAGE_DROPS = (
     ("image_undecodable",)
@@ -326,6 +328,11 @@ def _feed(pairer: ObservationPairer, topic: str, msg: Any, topics: BagTopics,
             depth = _decode_depth(msg)
         except ValueError:
             summary.dropped["depth_undecodable"] += 1
+            return
+        try:
+            check_depth_units(depth, msg.encoding)  # the node's rule: metres stored as mm...
+        except ValueError:
+            summary.dropped["depth_implausible"] += 1
             return
         pairer.add_depth(_stamp(msg.header), depth)
     elif topic == topics.camera_info:
