@@ -26,67 +26,15 @@ from nav_msgs.msg import Odometry
 from rclpy.action import ActionClient
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
-from std_msgs.msg import Header
 
 from mirage_ros.action import ScorePaths
+from mirage_ros.bench.camera import SyntheticCamera
 from mirage_ros.geometry import yaw_from_quat_xyzw
 from mirage_ros.rollout import arc_fan
 from mirage_ros.ros.conversions import paths_to_msgs, seconds
 from mirage_ros.ros.graph import mirage_graph, sim_graph
 from mirage_ros.ros.launcher import launch_graph
-
-
-class SyntheticCamera:
-    """Publishes ``camera/*`` and ``odom`` of a robot driving a 0.3 m circle in the analytic room
-    (ray-cast depth, depth-shaded grey images) at 10 Hz, stamped alike."""
-
-    def __init__(self, node: Node, odom: list, size: int = 128) -> None:
-        from sensor_msgs.msg import CameraInfo, Image
-
-        from mirage_ros.geometry import CameraRig
-        from mirage_ros.memory.synthetic import Room
-
-        self.node, self.odom, self.size = node, odom, size
-        self.rig = CameraRig.create(size, size)
-        self.room = Room()
-        qos = qos_profile_sensor_data
-        self.image = node.create_publisher(Image, "/camera/image_raw", qos)
-        self.depth = node.create_publisher(Image, "/camera/depth", qos)
-        self.info = node.create_publisher(CameraInfo, "/camera/camera_info", qos)
-        self.pose = node.create_publisher(Odometry, "/odom", qos)
-        self.tick = 0
-        node.create_timer(0.1, self.publish)
-
-    def publish(self) -> None:
-        import numpy as np
-        import torch
-        from sensor_msgs.msg import CameraInfo
-
-        from mirage_ros.geometry import matrix_to_quat_xyzw, planar_pose
-        from mirage_ros.memory.synthetic import ray_depth
-        from mirage_ros.ros.image_bridge import numpy_to_imgmsg
-
-        self.tick += 1
-        yaw = 0.15 * self.tick
-        base = planar_pose(0.3 * np.cos(yaw), 0.3 * np.sin(yaw), yaw)
-        cam = torch.from_numpy(self.rig.cam_to_map(base))
-        K = torch.from_numpy(self.rig.camera.K)
-        depth = ray_depth(cam[None], K, (self.size, self.size), self.room)[0].numpy()
-        grey = (255 * np.exp(-depth / 4.0)).clip(0, 255).astype(np.uint8)
-        stamp = self.node.get_clock().now().to_msg()
-        header = Header(stamp=stamp, frame_id="camera_optical_frame")
-        self.image.publish(numpy_to_imgmsg(np.repeat(grey[..., None], 3, 2), "rgb8", header))
-        self.depth.publish(numpy_to_imgmsg(depth.astype(np.float32), "32FC1", header))
-        info = CameraInfo(header=header, width=self.size, height=self.size)
-        info.k = [float(v) for v in self.rig.camera.ros_k().ravel()]
-        self.info.publish(info)
-        msg = Odometry()
-        msg.header.stamp, msg.header.frame_id, msg.child_frame_id = stamp, "map", "base_link"
-        p, o = msg.pose.pose.position, msg.pose.pose.orientation
-        p.x, p.y = float(base[0, 3]), float(base[1, 3])
-        o.x, o.y, o.z, o.w = (float(v) for v in matrix_to_quat_xyzw(base))
-        self.pose.publish(msg)
-        self.odom.append(msg)
+from mirage_ros.ros.qos import action_qos_kwargs
 
 
 def _wait(node: Node, future, timeout: float = 120.0):
@@ -110,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     rclpy.init()
     node = Node("mirage_bench_action")
     odom: deque[Odometry] = deque(maxlen=100)
-    client = ActionClient(node, ScorePaths, "/mirage/score_paths")
+    client = ActionClient(node, ScorePaths, "/mirage/score_paths", **action_qos_kwargs())
     if args.source == "sim":
         node.create_subscription(Odometry, "/mirage_sim/odom", odom.append,
                                  qos_profile_sensor_data)

@@ -62,6 +62,7 @@ from std_msgs.msg import String
 from mirage_ros.action import ScorePaths
 from mirage_ros.geometry import wrap_angle, yaw_from_quat_xyzw
 from mirage_ros.rollout import CandidatePath, arc_fan
+from mirage_ros.ros.action_client import prune_leaked_futures
 from mirage_ros.ros.conversions import error_code_name, paths_to_msgs, seconds
 from mirage_ros.ros.qos import action_qos_kwargs
 from mirage_ros.ros.spin import run_node
@@ -320,6 +321,7 @@ class DemoPlanner(Node):
         self._goal_answered(request, future)
 
     def _on_result(self, request: _Request, future: Future) -> None:
+        prune_leaked_futures(self._score_client)  # ros2/rclpy#1532: one future leaks a goal
         self._result_arrived(request, future)
 
     def _on_exit_timer(self) -> None:
