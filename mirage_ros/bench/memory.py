@@ -24,6 +24,7 @@ from collections.abc import Callable
 
 import torch
 
+from mirage_ros.bench.pixel_memory import lift_pixels, surface_colors
 from mirage_ros.memory.backend import kernel_ops
 from mirage_ros.memory.latent_memory import LatentMemory
 from mirage_ros.memory.synthetic import (
@@ -32,7 +33,6 @@ from mirage_ros.memory.synthetic import (
     latent_frames,
     pinhole,
     ray_depth,
-    surface_latent,
 )
 
 
@@ -45,19 +45,10 @@ def _fmt_bytes(n: float) -> str:
 
 
 def _pixel_cloud(poses: torch.Tensor, K: torch.Tensor, depth: torch.Tensor):
-    """xyz float32 and rgb uint8 of every valid pixel (what a pixel-space memory keeps)."""
-    b, h, w = depth.shape
-    k = K.to(torch.float64)
-    u = (torch.arange(w, dtype=torch.float64) + 0.5 - k[0, 2]) / k[0, 0]
-    v = (torch.arange(h, dtype=torch.float64) + 0.5 - k[1, 2]) / k[1, 1]
-    z = depth.to(torch.float64)
-    cam = torch.stack([u[None, None, :] * z, v[None, :, None] * z, z], -1)
-    p = poses.to(torch.float64)
-    xyz = torch.einsum("bij,bhwj->bhwi", p[:, :3, :3], cam) + p[:, None, None, :3, 3]
-    valid = depth > 0
-    xyz = xyz[valid].to(torch.float32)
-    rgb = ((surface_latent(xyz, 3, seed=7) * 0.5 + 0.5) * 255).to(torch.uint8)
-    return xyz, rgb
+    """xyz float32 and rgb uint8 of every valid pixel (what a pixel-space memory keeps; the
+    unbounded ``PixelCloud`` of ``bench.pixel_memory`` holds exactly these)."""
+    xyz, _, _ = lift_pixels(depth, K, poses)
+    return xyz, surface_colors(xyz)
 
 
 def bench_ratio(args: argparse.Namespace) -> None:
