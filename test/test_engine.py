@@ -111,7 +111,7 @@ def test_should_stop_is_polled_within_every_step_and_stops_there(model):
         count = []
         memory_before = engine.memory.latents.clone()
         with pytest.raises(RolloutInterrupted, match="stopped"):
-            engine.score(fan, 3, should_stop=lambda n=stop_at: count.append(1) or len(count) >= n)
+            engine.score(fan, 3, should_stop=lambda n=stop_at, c=count: c.append(1) or len(c) >= n)
         assert len(count) == stop_at  # nothing more was computed after the answer True
         assert torch.equal(engine.memory.latents, memory_before)
     again = engine.score(fan, 3)  # and the next rollout is the same as before
