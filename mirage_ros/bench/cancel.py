@@ -11,7 +11,8 @@ runs ``--trials`` trials, alternating:
 - **cancel**: send the goal, wait for its first feedback (the rollout is running) and a random
   further delay within the rollout, ask to cancel, and time from the request to the result;
 - **preempt**: the same, but send the goal again instead of cancelling: time from sending the
-  newer goal to the older goal's result (PREEMPTED); the newer goal then runs to the end.
+  newer goal to the older goal's result (PREEMPTED), and the part of it spent waiting for the
+  newer goal to be accepted; the newer goal then runs to the end.
 
 Then a **storm**: ``--storm`` goals sent as fast as the client can, each cancelled at once or
 not at random; every one must get a result (CANCELED, PREEMPTED or SUCCESS) within the timeout
@@ -118,7 +119,8 @@ def main(argv: list[str] | None = None) -> int:
              for s in mirage_graph()]
     out: dict = {"paths": args.paths, "horizon": args.horizon, "cancel": [], "preempt": [],
                  "finished_first": {"cancel": 0, "preempt": 0}, "wrong_code": [],
-                 "different_answer": 0, "follow_ups": 0, "storm": {}}
+                 "different_answer": 0, "follow_ups": 0, "storm": {},
+                 "preempt_accepted": []}
     with launch_graph(specs, log_level="warn"):
         if not bench.client.wait_for_server(timeout_sec=120.0):
             raise SystemExit("the mirage node did not come up")
@@ -172,6 +174,7 @@ def main(argv: list[str] | None = None) -> int:
                 expected, status = Result.CANCELED, GoalStatus.STATUS_CANCELED
             else:
                 newer = bench.send(goal)
+                out["preempt_accepted"].append(time.perf_counter() - asked)
                 result = bench.wait(result_future, what="preempted result")
                 waited = time.perf_counter() - asked
                 expected, status = Result.PREEMPTED, GoalStatus.STATUS_ABORTED
@@ -206,6 +209,10 @@ def main(argv: list[str] | None = None) -> int:
                   f"{percentile(ms, 90):.1f} ms, p99 {percentile(ms, 99):.1f} ms, max "
                   f"{max(ms):.1f} ms, mean {statistics.mean(ms):.1f} ms; "
                   f"{out['finished_first'][kind]} finished before the request")
+    accepted = [v * 1e3 for v in out["preempt_accepted"]]
+    if accepted:  # the new goal's own request -> response, inside the preempt time above
+        print(f"preempt, of which the newer goal's acceptance: p50 {percentile(accepted, 50):.1f}"
+              f" ms, p99 {percentile(accepted, 99):.1f} ms, max {max(accepted):.1f} ms")
     print(f"follow-up goals: {out['follow_ups']}, with another answer: "
           f"{out['different_answer']}; wrong result codes: {len(out['wrong_code'])}")
     for item in out["wrong_code"][:10]:
