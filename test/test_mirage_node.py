@@ -39,7 +39,18 @@ def planner():
 def send(planner, goal: ScorePaths.Goal, feedback: list | None = None) -> ScorePaths.Result:
     client, action, _ = planner
     cb = feedback.append if feedback is not None else None
-    handle = client.result(action.send_goal_async(goal, feedback_callback=cb), what="acceptance")
+    # wait_for_server only proves the client sees the server. Until the server has discovered
+    # the client's reply reader, Fast DDS drops the goal response ("failed to send response
+    # (timeout): client will not receive response", seen once in CI on a fresh client's first
+    # goal); the goal is then running but its client never hears of it. Ask again in that case.
+    for attempt in range(3):
+        future = action.send_goal_async(goal, feedback_callback=cb)
+        try:
+            handle = client.result(future, timeout=10.0, what="acceptance")
+            break
+        except TimeoutError:
+            if attempt == 2:
+                raise
     assert handle.accepted
     return client.result(handle.get_result_async(), what="the result").result
 
