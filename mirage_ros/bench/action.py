@@ -28,10 +28,8 @@ from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 
 from mirage_ros.action import ScorePaths
-from mirage_ros.bench.camera import SyntheticCamera
-from mirage_ros.geometry import yaw_from_quat_xyzw
-from mirage_ros.rollout import arc_fan
-from mirage_ros.ros.conversions import paths_to_msgs, seconds
+from mirage_ros.bench.camera import SyntheticCamera, fan_goal
+from mirage_ros.ros.conversions import seconds
 from mirage_ros.ros.graph import mirage_graph, sim_graph
 from mirage_ros.ros.launcher import launch_graph
 from mirage_ros.ros.qos import action_qos_kwargs
@@ -75,13 +73,7 @@ def main(argv: list[str] | None = None) -> int:
             rclpy.spin_once(node, timeout_sec=0.05)
             if not odom:
                 continue
-            pose = odom[-1].pose.pose
-            q = pose.orientation
-            yaw = float(yaw_from_quat_xyzw([q.x, q.y, q.z, q.w]))
-            fan = arc_fan(args.paths, length=0.25 * args.horizon, poses=args.horizon + 1,
-                          start_xy=(pose.position.x, pose.position.y), start_yaw=yaw)
-            goal = ScorePaths.Goal(paths=paths_to_msgs(fan), horizon=args.horizon)
-            goal.header.frame_id = "map"
+            goal = fan_goal(odom[-1], args.paths, args.horizon)
             t0 = time.perf_counter()
             handle = _wait(node, client.send_goal_async(goal))
             result = _wait(node, handle.get_result_async()).result

@@ -139,3 +139,21 @@ class SyntheticCamera:
             self.odom.append(msg)
         self.frames += 1
         self.publish_seconds += time.perf_counter() - started
+
+
+def fan_goal(odometry, paths: int, horizon: int, step_length: float = 0.25):
+    """A ScorePaths goal of ``paths`` arcs from the robot's pose in an ``Odometry`` message
+    (the benchmarks' query): arcs of ``horizon`` steps of ``step_length`` m, in ``map``."""
+    from mirage_ros.action import ScorePaths
+    from mirage_ros.geometry import yaw_from_quat_xyzw
+    from mirage_ros.rollout import arc_fan
+    from mirage_ros.ros.conversions import paths_to_msgs
+
+    pose = odometry.pose.pose
+    q = pose.orientation
+    fan = arc_fan(paths, length=step_length * horizon, poses=horizon + 1,
+                  start_xy=(pose.position.x, pose.position.y),
+                  start_yaw=float(yaw_from_quat_xyzw([q.x, q.y, q.z, q.w])))
+    goal = ScorePaths.Goal(paths=paths_to_msgs(fan), horizon=horizon)
+    goal.header.frame_id = "map"
+    return goal

@@ -44,11 +44,8 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 
 from mirage_ros.action import ScorePaths
-from mirage_ros.bench.camera import SyntheticCamera
-from mirage_ros.geometry import yaw_from_quat_xyzw
-from mirage_ros.rollout import arc_fan
+from mirage_ros.bench.camera import SyntheticCamera, fan_goal
 from mirage_ros.ros.action_client import prune_leaked_futures
-from mirage_ros.ros.conversions import paths_to_msgs
 from mirage_ros.ros.graph import mirage_graph
 from mirage_ros.ros.launcher import launch_graph
 from mirage_ros.ros.qos import action_qos_kwargs
@@ -125,13 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         if not bench.client.wait_for_server(timeout_sec=120.0):
             raise SystemExit("the mirage node did not come up")
         bench.wait(_when(lambda: bool(odom)), what="odometry")
-        pose = odom[-1].pose.pose
-        q = pose.orientation
-        fan = arc_fan(args.paths, length=0.25 * args.horizon, poses=args.horizon + 1,
-                      start_xy=(pose.position.x, pose.position.y),
-                      start_yaw=float(yaw_from_quat_xyzw([q.x, q.y, q.z, q.w])))
-        goal = ScorePaths.Goal(paths=paths_to_msgs(fan), horizon=args.horizon)
-        goal.header.frame_id = "map"
+        goal = fan_goal(odom[-1], args.paths, args.horizon)
         # A memory first; then the camera stops and the node's last queued frames settle.
         while bench.run(goal).error_code == Result.NO_MEMORY:
             bench.spin_for(0.2)

@@ -24,7 +24,7 @@ from mirage_ros.bench.pixel_memory import PixelCloud, PixelView
 from mirage_ros.memory import reduce_depth
 from mirage_ros.model import WorldModel
 from mirage_ros.model.world_model import relative_rays
-from mirage_ros.rollout.imagination import _timer as phase_timer
+from mirage_ros.rollout.imagination import phase_timer
 
 # The render's depth at the latent grid: lower median of the covered pixels of a cell, the cell
 # masked when fewer than half of them are covered. Depth edges inside a cell are kept (the

@@ -328,12 +328,10 @@ def main(argv: list[str] | None = None) -> int:
     from rclpy.node import Node
 
     from mirage_ros.action import ScorePaths
-    from mirage_ros.bench.camera import SyntheticCamera
+    from mirage_ros.bench.camera import SyntheticCamera, fan_goal
     from mirage_ros.bench.plot import save_png
-    from mirage_ros.geometry import yaw_from_quat_xyzw
-    from mirage_ros.rollout import arc_fan
     from mirage_ros.ros.action_client import prune_leaked_futures
-    from mirage_ros.ros.conversions import paths_to_msgs, seconds
+    from mirage_ros.ros.conversions import seconds
     from mirage_ros.ros.graph import mirage_graph
     from mirage_ros.ros.launcher import NodeProcess, ros_arguments
     from mirage_ros.ros.qos import action_qos_kwargs
@@ -399,13 +397,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.overlap == "skip" and state["in_flight"]:
             state["skipped"] += 1
             return
-        pose = odom[-1].pose.pose
-        q = pose.orientation
-        yaw = float(yaw_from_quat_xyzw([q.x, q.y, q.z, q.w]))
-        fan = arc_fan(args.paths, length=0.25 * args.horizon, poses=args.horizon + 1,
-                      start_xy=(pose.position.x, pose.position.y), start_yaw=yaw)
-        msg = ScorePaths.Goal(paths=paths_to_msgs(fan), horizon=args.horizon)
-        msg.header.frame_id = "map"
+        msg = fan_goal(odom[-1], args.paths, args.horizon)
         goal = Goal(sent=now())
         goals.append(goal)
         state["in_flight"] += 1

@@ -75,7 +75,7 @@ def imagine_paths(
     K = torch.as_tensor(K_latent).to(device=device, dtype=torch.float32)
     overlay = bank.overlay(n)
     prev = start_latent.expand(n, -1, -1, -1)
-    timed = _timer(device, timings)
+    timed = phase_timer(device, timings)
     latents, depths, mem_depths, masks = [], [], [], []
     step = 0
 
@@ -113,7 +113,7 @@ def imagine_paths(
     )
 
 
-def _timer(device: torch.device, timings: dict[str, float] | None) -> Callable:
+def phase_timer(device: torch.device, timings: dict[str, float] | None) -> Callable:
     def timed(name: str, fn: Callable):
         if timings is None:
             return fn()
