@@ -85,7 +85,8 @@ class Setup:
         self.model, self.device, self.size = model, device, size
         memory = LatentMemory(model.latent_channels, device=device)
         self.engine = RolloutEngine(model, memory, camera_mount(), [],
-                                    EngineConfig(sampler_steps=args.sampler_steps))
+                                    EngineConfig(sampler_steps=args.sampler_steps,
+                                                 precision=args.precision))
         if self.engine.image_hw != (size, size):
             raise ValueError(f"the model's images are {self.engine.image_hw}, not {size}")
         self.K_px = pinhole(size / 2, size, size)  # 90 degree field of view, like bench.memory
@@ -128,18 +129,16 @@ class Setup:
         self.cams = self.engine.camera_poses(fan, args.steps, last.cam_to_map)[1]
         self.seed = self.engine.config.seed
 
-    def generator(self) -> torch.Generator:
-        return torch.Generator(device=self.device).manual_seed(self.seed)
-
     def run_latent(self, timings=None):
         return self.engine.imagine(self.cams, self.start_latent, self.K_latent,
-                                   generator=self.generator(), timings=timings)
+                                   seed=self.seed, timings=timings)
 
     def run_pixel(self, kind: str, timings=None):
         return imagine_paths_pixel(self.model, self.clouds[kind], self.start_latent,
                                    self.K_latent, self.K_px, self.cams,
                                    sampler_steps=self.engine.config.sampler_steps,
-                                   generator=self.generator(), timings=timings)
+                                   seed=self.seed, sampler=self.engine.sampler(),
+                                   timings=timings)
 
     def latent_cache(self, imagined) -> tuple[int, int]:
         """Bytes of the bank, and of the bank plus the rollout's overlay. The loop keeps its
@@ -267,6 +266,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--loops", type=int, default=4, help="trajectory loops around the room")
     p.add_argument("--frames-per-loop", type=int, default=64)
     p.add_argument("--sampler-steps", type=int, default=2)
+    p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
+                   help="of the model calls, the same for both loops (see model.sampler)")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--cloud", choices=("both", "bounded", "unbounded"), default="both")
     p.add_argument("--checkpoint", help="default: the weights shipped in the package")

@@ -23,6 +23,8 @@ import torch
 from mirage_ros.bench.pixel_memory import PixelCloud, PixelView
 from mirage_ros.memory import reduce_depth
 from mirage_ros.model import WorldModel
+from mirage_ros.model.noise import path_noise
+from mirage_ros.model.sampler import FrameSampler
 from mirage_ros.model.world_model import relative_rays
 from mirage_ros.rollout.imagination import phase_timer
 
@@ -62,7 +64,8 @@ def imagine_paths_pixel(
     cam_to_map: torch.Tensor,
     *,
     sampler_steps: int = 2,
-    generator: torch.Generator | None = None,
+    seed: int = 0,
+    sampler: FrameSampler | None = None,
     timings: dict[str, float] | None = None,
 ) -> PixelImagined:
     """``rollout.imagination.imagine_paths`` with the pixel memory, step for step: same
@@ -78,19 +81,26 @@ def imagine_paths_pixel(
     hw_px = (h * model.downsampling, w * model.downsampling)
     K = torch.as_tensor(K_latent).to(device=device, dtype=torch.float32)
     clouds = bank.overlay(n)
+    ids = torch.arange(n, device=device)
+    sampler = sampler or FrameSampler(model, "fp32", cuda_graphs=False)
+    autocast = sampler.autocast
     prev = start_latent.expand(n, -1, -1, -1)
     timed = phase_timer(device, timings)
     latents, masks, cover = [], [], []
     for s in range(1, t1):
         view = timed("render", lambda s=s: clouds.render(poses[:, s], K_pixels, hw_px))
-        mem_latent, mem_depth, mem_mask = timed(
-            "encode", lambda v=view: render_conditioning(model, v, (h, w)))
+        with autocast():
+            mem_latent, mem_depth, mem_mask = timed(
+                "encode", lambda v=view: render_conditioning(model, v, (h, w)))
+        mem_latent = mem_latent.float()
         rays = timed("conditioning", lambda s=s: relative_rays(
             K, poses[:, s - 1], poses[:, s], (h, w)))
         cond = model.condition(mem_latent, mem_depth, mem_mask, prev, rays)
-        prev = timed("DiT sampling", lambda c=cond: model.imagine(c, sampler_steps, generator))
-        rgb = timed("decode", lambda p=prev: model.decode(p))
-        depth = timed("depth head", lambda p=prev: model.depth(p, pixels=True)[1])
+        noise = path_noise(seed, ids, s, (model.latent_channels, h, w), device)
+        prev = timed("DiT sampling", lambda c=cond, z=noise: sampler.sample(c, z, sampler_steps))
+        with autocast():  # the model calls in the sampler's precision, as the latent loop's
+            rgb = timed("decode", lambda p=prev: model.decode(p).float())
+            depth = timed("depth head", lambda p=prev: model.depth(p, pixels=True)[1].float())
         timed("lift", lambda s=s, r=rgb, d=depth: clouds.write(r, d, K_pixels, poses[:, s],
                                                               float(s)))
         latents.append(prev)

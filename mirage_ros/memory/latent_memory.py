@@ -148,6 +148,18 @@ class OverlayEntries:
     views_per_path: int
 
 
+@dataclass(frozen=True)
+class ViewTables:
+    """Per-view read parameters on the memory's device (see ``LatentMemory.view_tables``)."""
+
+    w2c: torch.Tensor  # [V,12] float32 map-to-camera rows
+    intr: torch.Tensor  # [V,4] float32 fx, fy, cx, cy
+    planes: torch.Tensor  # [V,6,4] float32 frustum half-spaces
+
+    def select(self, index: int | slice) -> ViewTables:
+        return ViewTables(self.w2c[index], self.intr[index], self.planes[index])
+
+
 class LatentMemory:
     """A voxel-hashed memory of image latents in the map frame.
 
@@ -274,6 +286,25 @@ class LatentMemory:
         snap = LatentMemory.__new__(LatentMemory)
         snap.__dict__.update(self.__dict__)
         return snap
+
+    def to(self, device: str | torch.device) -> LatentMemory:
+        """This memory's current contents on ``device`` (itself when already there): the
+        replica a second GPU reads when a rollout's paths are split across devices. The copy
+        holds the same bits, so its reads match this memory's wherever the devices' read
+        implementations agree (the kernels match the reference bit for bit)."""
+        device = torch.device(device)
+        if device == self._device:
+            return self.snapshot()
+        out = LatentMemory.__new__(LatentMemory)
+        out.__dict__.update(self.__dict__)
+        out._device = device
+        out._ops = select_ops(device, self._use_kernels)
+        out._inv_voxel = self._inv_voxel.to(device)
+        t = self._table
+        out._table = VoxelTable(t.keys.to(device), t.position.to(device), t.latent.to(device),
+                                t.weight.to(device), t.stamp.to(device))
+        out._anchor = None if self._anchor is None else self._anchor.to(device)
+        return out
 
     def clear(self) -> None:
         self._table = VoxelTable.empty(self.channels, self._device)
@@ -472,29 +503,46 @@ class LatentMemory:
         far: float,
         overlay: OverlayEntries | None,
     ) -> MemoryView:
-        n_views = poses.shape[0]
+        return self._render_views(self.view_tables(poses, intr, h, w, near, far), h, w, near,
+                                  far, overlay)
+
+    def view_tables(self, poses: torch.Tensor, intr: torch.Tensor, h: int, w: int, near: float,
+                    far: float) -> ViewTables:
+        """The per-view tables a read needs (map-to-camera rows, intrinsics, frustum planes),
+        built on the CPU from validated poses ``[V,4,4]`` and intrinsics ``[V,4]`` and copied to
+        the memory's device once. A rollout builds them for all its steps up front: each copy
+        to a GPU makes the host wait for the device."""
+        w2c_cpu = rows_map_to_cam(poses)
+        planes = frustum_planes(w2c_cpu, intr, h, w, near, far)
+        dev = self._device
+        return ViewTables(w2c=w2c_cpu.to(dev), intr=intr.to(dev), planes=planes.to(dev))
+
+    def _render_views(
+        self,
+        views: ViewTables,
+        h: int,
+        w: int,
+        near: float,
+        far: float,
+        overlay: OverlayEntries | None,
+    ) -> MemoryView:
+        """The read itself, from device-side view tables: no host synchronisation."""
+        n_views = views.w2c.shape[0]
         table = self._table
         n_overlay = 0 if overlay is None else overlay.position.shape[0]
         if len(table) + n_overlay >= _MAX_INDEX:
             raise ValueError("bank plus overlay exceed 2^32 entries")
-        dev = self._device
-        # Poses and intrinsics arrive on the CPU (validated there); the small per-view tables
-        # are built there too and copied to the device once.
-        w2c_cpu = rows_map_to_cam(poses)
-        w2c, intr_dev = w2c_cpu.to(dev), intr.to(dev)
-        zbuf = new_zbuffer(n_views, h, w, dev)
+        zbuf = new_zbuffer(n_views, h, w, self._device)
         if len(table) and n_views:
-            planes = frustum_planes(w2c_cpu, intr, h, w, near, far).to(dev)
-            self._ops.splat_bank(
-                table.position, table.bounds(), planes, w2c, intr_dev, h, w, near, far, zbuf, 0
-            )
+            self._ops.splat_bank(table.position, table.bounds(), views.planes, views.w2c,
+                                 views.intr, h, w, near, far, zbuf, 0)
         overlay_latent = None
         if overlay is not None and n_overlay and n_views:
             self._ops.splat_entries(
                 overlay.position,
                 overlay.path,
-                w2c,
-                intr_dev,
+                views.w2c,
+                views.intr,
                 overlay.views_per_path,
                 h,
                 w,

@@ -134,11 +134,21 @@ class WorldModel(nn.Module):
         self, cond: torch.Tensor, steps: int = 2, generator: torch.Generator | None = None,
         check: Callable[[], None] | None = None,
     ) -> torch.Tensor:
-        """Sample the target latent (raw) given the conditioning, in `steps` Euler steps.
-        ``check`` runs between DiT blocks and may raise to abandon the sample (cancellation)."""
+        """Sample the target latent (raw) given the conditioning, in `steps` Euler steps, from
+        noise drawn with ``generator``. ``check`` runs between DiT blocks and may raise to
+        abandon the sample (cancellation). The rollout uses ``sample`` with per-path noise."""
         b, _, h, w = cond.shape
         noise = torch.randn(
             (b, self.latent_channels, h, w), generator=generator, device=cond.device)
+        return self.sample(cond, noise, steps, check)
+
+    @torch.no_grad()
+    def sample(
+        self, cond: torch.Tensor, noise: torch.Tensor, steps: int = 2,
+        check: Callable[[], None] | None = None,
+    ) -> torch.Tensor:
+        """The target latent (raw) ``[B,C,h,w]`` from the conditioning ``[B,2C+8,h,w]`` and the
+        starting noise ``[B,C,h,w]`` (normalised latent space), in ``steps`` Euler steps."""
         z = euler_sample(lambda x, t: self.dit(x, t, cond, check), noise, steps, check)
         return self.denormalize(z)
 
@@ -203,5 +213,12 @@ def relative_rays(K_latent, previous_cam_to_map, target_cam_to_map, hw) -> torch
     dtype = torch.float32 if prev.device.type == "mps" else torch.float64
     prev, target = prev.to(dtype), target.to(device=prev.device, dtype=dtype)
     K = torch.as_tensor(K_latent).to(device=prev.device, dtype=dtype)
-    rel = torch.linalg.inv(prev) @ target
+    # The inverse of a rigid transform, written out: torch.linalg.inv checks for singular
+    # matrices, which on a GPU makes the host wait for the device at every imagined step.
+    rot_t = prev[..., :3, :3].transpose(-1, -2)
+    inv = torch.zeros_like(prev)
+    inv[..., :3, :3] = rot_t
+    inv[..., :3, 3] = -(rot_t @ prev[..., :3, 3:])[..., 0]
+    inv[..., 3, 3] = 1.0
+    rel = inv @ target
     return plucker_rays_torch(K, rel, hw[0], hw[1]).float()

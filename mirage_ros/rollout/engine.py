@@ -13,6 +13,7 @@ observations that arrive meanwhile go into the live memory and are seen by the n
 
 from __future__ import annotations
 
+import copy
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -26,9 +27,17 @@ from mirage_ros.geometry import scale_intrinsics
 from mirage_ros.memory import LatentMemory, WriteStats
 from mirage_ros.model import WorldModel
 from mirage_ros.model.latent_rgb import LatentColorMap
+from mirage_ros.model.sampler import PRECISIONS, FrameSampler
 from mirage_ros.rollout.critics import Critic, CriticBatch, Goal, ScoreTable, score_paths
-from mirage_ros.rollout.imagination import Imagined, RolloutInterrupted, imagine_paths
-from mirage_ros.rollout.paths import CandidatePath, resample_path
+from mirage_ros.rollout.imagination import (
+    Imagined,
+    Replica,
+    RolloutInterrupted,
+    imagine_paths,
+    imagine_split,
+    split_sizes,
+)
+from mirage_ros.rollout.paths import CandidatePath, resample_paths
 
 __all__ = [
     "EngineConfig",
@@ -51,7 +60,11 @@ class EngineConfig:
     step_angle: float = 0.35  # a turn on the spot this large counts as one step
     sampler_steps: int = 2  # Euler steps of the flow sampler per imagined frame
     robot_radius: float = 0.25
-    seed: int = 0  # imagination noise; every score() starts from it, so answers repeat
+    seed: int = 0  # imagination noise (per path, see model.noise), so answers repeat
+    precision: str = "auto"  # DiT and depth head: auto | fp32 | bf16 (see model.sampler)
+    cuda_graphs: bool = True  # replay the DiT and depth head from CUDA graphs on a GPU
+    min_paths_per_device: int = 512  # split a goal across devices only above this many each
+    slot_overlay: bool | None = None  # imagined frames in slots (None: on a GPU; see memory)
 
     def __post_init__(self) -> None:
         for name in ("step_length", "step_angle", "robot_radius"):
@@ -61,6 +74,14 @@ class EngineConfig:
         if not isinstance(self.sampler_steps, int) or not 1 <= self.sampler_steps <= 64:
             raise ValueError(f"sampler_steps must be an integer in [1, 64], got "
                              f"{self.sampler_steps!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got "
+                             f"{self.precision!r}")
+        if not isinstance(self.seed, int) or not 0 <= self.seed < 2**32:
+            raise ValueError(f"seed must be an integer in [0, 2^32), got {self.seed!r}")
+        if not isinstance(self.min_paths_per_device, int) or self.min_paths_per_device < 1:
+            raise ValueError(f"min_paths_per_device must be an integer >= 1, got "
+                             f"{self.min_paths_per_device!r}")
 
 
 @dataclass(frozen=True)
@@ -87,7 +108,9 @@ class RolloutEngine:
     """Observe into the latent memory; imagine and score candidate paths.
 
     ``cam_to_base``: [4,4] camera optical frame -> robot base (the mount). ``critics``: (critic,
-    weight) pairs, see ``rollout.critics``. All tensors returned live on the CPU except
+    weight) pairs, see ``rollout.critics``. ``split_devices``: more devices (say the other
+    GPUs) that take a share of a goal's paths, each with its own copy of the model and of the
+    memory (see ``imagination.imagine_split``). All tensors returned live on the CPU except
     ``ScoreResult.imagined`` and ``batch`` (the model's device).
     """
 
@@ -98,6 +121,7 @@ class RolloutEngine:
         cam_to_base: np.ndarray | torch.Tensor,
         critics: Sequence[tuple[Critic, float]],
         config: EngineConfig | None = None,
+        split_devices: Sequence[str | torch.device] = (),
     ) -> None:
         if memory.channels != model.latent_channels:
             raise ValueError(f"memory has {memory.channels} channels, the model's latents "
@@ -105,6 +129,12 @@ class RolloutEngine:
         self.model = model
         self.memory = memory
         self.device = next(model.parameters()).device
+        self._extra_models = []
+        for dev in split_devices:
+            dev = torch.device(dev)
+            if dev != self.device:
+                self._extra_models.append(copy.deepcopy(model).to(dev).eval())
+        self._samplers: dict[tuple, FrameSampler] = {}
         self.config = config or EngineConfig()
         self.set_cam_to_base(cam_to_base)
         self.critics = list(critics)
@@ -216,8 +246,8 @@ class RolloutEngine:
         """Base and camera poses ``[N,T+1,4,4]`` float64 for every path, resampled to the step
         length; camera pose 0 is ``start_cam`` (the newest observation) when given."""
         c = self.config
-        base = torch.from_numpy(np.stack(
-            [resample_path(p, horizon, c.step_length, c.step_angle) for p in paths]))
+        base = torch.from_numpy(resample_paths(list(paths), horizon, c.step_length,
+                                               c.step_angle))
         cams = base @ self.cam_to_base
         if start_cam is not None:
             cams[:, 0] = start_cam
@@ -264,10 +294,8 @@ class RolloutEngine:
         imagined = None
         if imagine:
             t0 = time.perf_counter()
-            gen = torch.Generator(device=self.device).manual_seed(self.config.seed)
-            imagined = imagine_paths(self.model, memory, last.latent, K_lat, cams,
-                                     sampler_steps=self.config.sampler_steps, generator=gen,
-                                     on_step=on_step, should_stop=should_stop)
+            imagined = self._imagine(memory, last.latent, K_lat, cams, seed=self.config.seed,
+                                     timings=None, on_step=on_step, should_stop=should_stop)
             timings["imagine"] = time.perf_counter() - t0
         elif on_step is not None and on_step(horizon, horizon) is False:
             raise RolloutInterrupted("stopped before scoring")
@@ -304,7 +332,7 @@ class RolloutEngine:
         K_latent: torch.Tensor,
         memory: LatentMemory | None = None,
         *,
-        generator: torch.Generator | None = None,
+        seed: int | None = None,
         timings: dict[str, float] | None = None,
         on_step: Callable[[int, int], bool] | None = None,
         should_stop: Callable[[], bool] | None = None,
@@ -314,12 +342,44 @@ class RolloutEngine:
         ``memory`` (default: a snapshot of the engine's). For callers that know the camera poses
         already: the evaluation and the benchmarks."""
         memory = memory if memory is not None else self.snapshot()[0]
-        if generator is None:
-            generator = torch.Generator(device=self.device).manual_seed(self.config.seed)
-        return imagine_paths(self.model, memory, start_latent.to(self.device),
-                             K_latent, cam_to_map, sampler_steps=self.config.sampler_steps,
-                             generator=generator, timings=timings, on_step=on_step,
-                             should_stop=should_stop)
+        return self._imagine(memory, start_latent.to(self.device), K_latent, cam_to_map,
+                             seed=self.config.seed if seed is None else seed, timings=timings,
+                             on_step=on_step, should_stop=should_stop)
+
+    def sampler(self, device: torch.device | None = None) -> FrameSampler:
+        """The DiT and depth-head runner for ``device`` (default: the model's), built for the
+        current config's precision and graph setting and kept (graphs are captured once)."""
+        c = self.config
+        device = self.device if device is None else torch.device(device)
+        key = (str(device), c.precision, c.cuda_graphs)
+        if key not in self._samplers:
+            model = self.model if device == self.device else next(
+                m for m in self._extra_models if next(m.parameters()).device == device)
+            self._samplers[key] = FrameSampler(
+                model, c.precision, cuda_graphs=c.cuda_graphs and device.type == "cuda")
+        return self._samplers[key]
+
+    @property
+    def devices(self) -> list[torch.device]:
+        """The model's device, then the devices that take a share of large goals."""
+        return [self.device] + [next(m.parameters()).device for m in self._extra_models]
+
+    def _imagine(self, memory, start_latent, K_latent, cams, *, seed, timings, on_step,
+                 should_stop) -> Imagined:
+        c = self.config
+        sizes = split_sizes(cams.shape[0], len(self.devices), c.min_paths_per_device)
+        slots = self.device.type == "cuda" if c.slot_overlay is None else c.slot_overlay
+        if len(sizes) == 1:
+            return imagine_paths(self.model, memory, start_latent, K_latent, cams,
+                                 sampler_steps=c.sampler_steps, seed=seed,
+                                 sampler=self.sampler(), slot_overlay=slots, timings=timings,
+                                 on_step=on_step, should_stop=should_stop)
+        models = [self.model, *self._extra_models]
+        replicas = [Replica(m, self.sampler(d), memory.to(d))
+                    for m, d in zip(models[:len(sizes)], self.devices, strict=False)]
+        return imagine_split(replicas, sizes, start_latent, K_latent, cams,
+                             sampler_steps=c.sampler_steps, seed=seed, slot_overlay=slots,
+                             timings=timings, on_step=on_step, should_stop=should_stop)
 
     # ------------------------------------------------------------------ helpers
 

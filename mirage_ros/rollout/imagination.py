@@ -6,20 +6,30 @@ and the relative camera motion (Plücker rays computed in torch on the model's d
 depth-head call, and one overlay write, so later steps see what earlier steps imagined. The
 shared bank is never written. Decoding to RGB is left to the caller (previews only).
 
+The DiT and the depth head run through a ``FrameSampler`` (precision, CUDA graphs); the noise
+of each path comes from ``model.noise.path_noise`` and depends only on (seed, path id, step),
+so a path imagines the same whatever else is in the batch, and ``imagine_split`` can spread the
+paths over several devices and still return what one device would.
+
 This is the only imagination loop in the package: the engine, the evaluation and the
 benchmarks all run it through ``RolloutEngine``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
 
 from mirage_ros.memory import LatentMemory
+from mirage_ros.memory.slot_overlay import SlotOverlay
 from mirage_ros.model import WorldModel
+from mirage_ros.model.noise import path_noise
+from mirage_ros.model.sampler import FrameSampler
 from mirage_ros.model.world_model import relative_rays
 
 
@@ -50,7 +60,10 @@ def imagine_paths(
     cam_to_map: torch.Tensor,
     *,
     sampler_steps: int = 2,
-    generator: torch.Generator | None = None,
+    seed: int = 0,
+    path_ids: torch.Tensor | None = None,
+    sampler: FrameSampler | None = None,
+    slot_overlay: bool = False,
     timings: dict[str, float] | None = None,
     on_step: Callable[[int, int], bool] | None = None,
     should_stop: Callable[[], bool] | None = None,
@@ -59,12 +72,16 @@ def imagine_paths(
 
     start_latent: [1,C,h,w] or [N,C,h,w], the latest observed frame; K_latent: [3,3] at latent
     resolution; cam_to_map: [N,T+1,4,4] camera poses (float64 preferred), index 0 being the pose
-    of start_latent. ``timings``, when given, accumulates seconds per phase (synchronising CUDA
-    around each). ``on_step(done, total)`` runs after every step; returning False stops the
-    rollout with ``RolloutInterrupted``. ``should_stop()`` is polled much more often, before
-    every phase and between the DiT's and the depth head's blocks, and True stops the rollout the
-    same way: one step of a large batch takes hundreds of milliseconds on a CPU, too long for a
-    planner waiting on a cancel. It must be cheap (it runs ~30 times a step).
+    of start_latent. ``seed`` and ``path_ids`` ([N] int, default 0..N-1) choose each path's
+    noise. ``sampler`` runs the DiT and the depth head (default: float32, no graphs, the
+    reference). ``slot_overlay`` keeps imagined frames in a ``SlotOverlay`` (no host round trip
+    per step: the GPU's choice) instead of the reference ``MemoryOverlay``. ``timings``, when
+    given, accumulates seconds per phase (synchronising CUDA around each).
+    ``on_step(done, total)`` runs after every step; returning False stops the rollout with
+    ``RolloutInterrupted``. ``should_stop()`` is polled much more often, before every phase and
+    between the DiT's and the depth head's blocks, and True stops the rollout the same way: one
+    step of a large batch takes hundreds of milliseconds on a CPU, too long for a planner
+    waiting on a cancel. It must be cheap (it runs ~30 times a step).
     """
     device = start_latent.device
     poses = torch.as_tensor(cam_to_map).to(device)
@@ -73,7 +90,23 @@ def imagine_paths(
     n, t1 = poses.shape[:2]
     h, w = start_latent.shape[-2:]
     K = torch.as_tensor(K_latent).to(device=device, dtype=torch.float32)
-    overlay = bank.overlay(n)
+    # The memory checks poses and intrinsics on the CPU: one copy here, not one per step.
+    poses_cpu = poses.detach().to("cpu", torch.float64)
+    K_cpu = K.detach().cpu()
+    sampler = sampler or FrameSampler(model, "fp32", cuda_graphs=False)
+    ids = (torch.arange(n, device=device) if path_ids is None
+           else torch.as_tensor(path_ids, dtype=torch.int64).to(device))
+    if ids.shape != (n,):
+        raise ValueError(f"path_ids must have one id per path ({n}), got {tuple(ids.shape)}")
+    noise_shape = (model.latent_channels, h, w)
+    if slot_overlay:
+        slots = SlotOverlay(bank, poses_cpu[:, 1:], K_cpu, (h, w))
+        read = lambda s: slots.read(s - 1)  # noqa: E731
+        write = lambda s, p, d: slots.write(p, d, s - 1)  # noqa: E731
+    else:
+        overlay = bank.overlay(n)
+        read = lambda s: overlay.read(poses_cpu[:, s], K_cpu, (h, w))  # noqa: E731
+        write = lambda s, p, d: overlay.write(p, d, K_cpu, poses_cpu[:, s], float(s))  # noqa: E731
     prev = start_latent.expand(n, -1, -1, -1)
     timed = phase_timer(device, timings)
     latents, depths, mem_depths, masks = [], [], [], []
@@ -87,16 +120,16 @@ def imagine_paths(
     for s in range(1, t1):
         step = s
         check()
-        view = timed("memory read", lambda s=s: overlay.read(poses[:, s], K, (h, w)))
+        view = timed("memory read", lambda s=s: read(s))
         rays = timed("conditioning", lambda s=s: relative_rays(
             K, poses[:, s - 1], poses[:, s], (h, w)))
         cond = model.condition(view.latent, view.depth, view.mask, prev, rays)
-        prev = timed("DiT sampling", lambda c=cond: model.imagine(c, sampler_steps, generator,
-                                                                  poll))
-        depth = timed("depth head", lambda p=prev: model.depth(p, check=poll)[0])
+        noise = path_noise(seed, ids, s, noise_shape, device)
+        prev = timed("DiT sampling", lambda c=cond, z=noise: sampler.sample(
+            c, z, sampler_steps, poll))
+        depth = timed("depth head", lambda p=prev: sampler.depth(p, poll))
         check()
-        timed("overlay write", lambda s=s, p=prev, d=depth: overlay.write(
-            p, d, K, poses[:, s], float(s)))
+        timed("overlay write", lambda s=s, p=prev, d=depth: write(s, p, d))
         latents.append(prev)
         depths.append(depth)
         mem_depths.append(view.depth)
@@ -111,6 +144,106 @@ def imagine_paths(
         mask=mask,
         coverage=mask.flatten(-2).float().mean(-1),
     )
+
+
+@dataclass(frozen=True)
+class Replica:
+    """What one device needs to imagine its share of the paths."""
+
+    model: WorldModel
+    sampler: FrameSampler
+    bank: LatentMemory  # on the model's device
+
+
+def split_sizes(n: int, devices: int, min_per_device: int) -> list[int]:
+    """How many of ``n`` paths each device takes: as equal as possible, in device order, and
+    no device with fewer than ``min_per_device`` (a small batch is faster on one device than
+    split: below a few hundred paths a GPU's step time hardly depends on the batch)."""
+    use = max(1, min(devices, n // max(1, min_per_device)))
+    base, extra = divmod(n, use)
+    return [base + (1 if i < extra else 0) for i in range(use)]
+
+
+@torch.no_grad()
+def imagine_split(
+    replicas: Sequence[Replica],
+    sizes: Sequence[int],
+    start_latent: torch.Tensor,
+    K_latent: torch.Tensor,
+    cam_to_map: torch.Tensor,
+    *,
+    sampler_steps: int = 2,
+    seed: int = 0,
+    slot_overlay: bool = False,
+    timings: dict[str, float] | None = None,
+    on_step: Callable[[int, int], bool] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> Imagined:
+    """``imagine_paths`` with the paths split across devices: replica i takes the next
+    ``sizes[i]`` paths, each replica runs on its own thread (the GIL is released while a GPU
+    works), and the results are gathered on the first replica's device, in path order. Every
+    path keeps its id (its index in the whole batch), so its noise, and its imagination, are
+    what one device would give. ``on_step`` and ``timings`` follow the first replica; a stop
+    from any source (``on_step``, ``should_stop``, an error on another replica) stops all."""
+    if len(sizes) != len(replicas) or sum(sizes) != cam_to_map.shape[0]:
+        raise ValueError(f"sizes {list(sizes)} must give each of {len(replicas)} replicas a "
+                         f"share of the {cam_to_map.shape[0]} paths")
+    home = replicas[0].bank.device
+    stop = threading.Event()
+    results: list[Imagined | None] = [None] * len(replicas)
+    errors: list[BaseException | None] = [None] * len(replicas)
+
+    def stopping() -> bool:
+        return stop.is_set() or (should_stop is not None and should_stop())
+
+    def first_on_step(done: int, total: int) -> bool:
+        return on_step is None or on_step(done, total) is not False
+
+    def run(i: int, lo: int, hi: int) -> None:
+        r = replicas[i]
+        dev = r.bank.device
+        # Each thread makes its replica's GPU current: Triton launches on the current device.
+        on_device = torch.cuda.device(dev) if dev.type == "cuda" else contextlib.nullcontext()
+        try:
+            with on_device:
+                results[i] = imagine_paths(
+                    r.model, r.bank, start_latent.to(dev), K_latent,
+                    cam_to_map[lo:hi].to(dev), sampler_steps=sampler_steps, seed=seed,
+                    path_ids=torch.arange(lo, hi, device=dev), sampler=r.sampler,
+                    slot_overlay=slot_overlay,
+                    timings=timings if i == 0 else None,
+                    on_step=first_on_step if i == 0 else None, should_stop=stopping)
+        except BaseException as exc:  # noqa: BLE001 (re-raised on the caller's thread)
+            errors[i] = exc
+            stop.set()
+
+    # Graph captures and lazy initialisation (cuDNN, the linear-algebra backend) are not
+    # thread-safe in PyTorch: do them here, one device at a time, before the threads start.
+    hw = tuple(start_latent.shape[-2:])
+    for r, size in zip(replicas, sizes, strict=True):
+        dev = r.bank.device
+        with torch.cuda.device(dev) if dev.type == "cuda" else contextlib.nullcontext():
+            r.sampler.warm(size, sampler_steps, hw)
+            torch.linalg.inv(torch.eye(4, dtype=torch.float64, device=dev))
+    bounds, lo = [], 0
+    for size in sizes:
+        bounds.append((lo, lo + size))
+        lo += size
+    threads = [threading.Thread(target=run, args=(i, *bounds[i]), daemon=True)
+               for i in range(1, len(replicas))]
+    for t in threads:
+        t.start()
+    run(0, *bounds[0])
+    for t in threads:
+        t.join()
+    # A real failure on any replica explains the stop best; then the first interruption.
+    real = [e for e in errors if e is not None and not isinstance(e, RolloutInterrupted)]
+    stops = [e for e in errors if isinstance(e, RolloutInterrupted)]
+    if real or stops:
+        raise (real or stops)[0]
+    parts = [r for r in results if r is not None]
+    return Imagined(*(torch.cat([getattr(p, f).to(home) for p in parts])
+                      for f in ("latents", "depth", "memory_depth", "mask", "coverage")))
 
 
 def phase_timer(device: torch.device, timings: dict[str, float] | None) -> Callable:

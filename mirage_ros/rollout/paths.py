@@ -132,41 +132,64 @@ def arc_fan(
 def resample_path(
     path: CandidatePath, steps: int, step_length: float, step_angle: float
 ) -> np.ndarray:
-    """Base poses ``[steps + 1, 4, 4]`` at equal progress along a path, from its first pose.
+    """Base poses ``[steps + 1, 4, 4]`` at equal progress along one path (see
+    ``resample_paths``)."""
+    return resample_paths([path], steps, step_length, step_angle)[0]
+
+
+def resample_paths(
+    paths: list[CandidatePath], steps: int, step_length: float, step_angle: float
+) -> np.ndarray:
+    """Base poses ``[N, steps + 1, 4, 4]`` at equal progress along every path, from its first
+    pose.
 
     Progress mixes distance and turning, ``ds = sqrt(|dp|^2 + (dyaw * step_length /
     step_angle)^2)``, so a turn on the spot advances too: one step is ``step_length`` metres of
     travel or ``step_angle`` radians of turn. Positions are interpolated linearly, orientations
     by quaternion slerp. A path shorter than the horizon holds its last pose for the remaining
-    steps (the robot stops there).
+    steps (the robot stops there). Paths of equal length are resampled together as arrays (a
+    planner's thousands of candidates cost milliseconds, not a Python loop per path).
     """
     if steps < 1 or not step_length > 0 or not step_angle > 0:
         raise ValueError("resample_path needs steps >= 1, step_length > 0 and step_angle > 0")
-    pos = np.asarray(path.positions, dtype=np.float64)
-    quat = np.asarray(path.quaternions_xyzw, dtype=np.float64)
+    out = np.empty((len(paths), steps + 1, 4, 4))
+    by_length: dict[int, list[int]] = {}
+    for i, path in enumerate(paths):
+        by_length.setdefault(len(path), []).append(i)
+    for idx in by_length.values():
+        pos = np.stack([np.asarray(paths[i].positions, dtype=np.float64) for i in idx])
+        quat = np.stack([np.asarray(paths[i].quaternions_xyzw, dtype=np.float64) for i in idx])
+        out[idx] = _resample_same_length(pos, quat, steps, step_length, step_angle)
+    return out
+
+
+def _resample_same_length(pos: np.ndarray, quat: np.ndarray, steps: int, step_length: float,
+                          step_angle: float) -> np.ndarray:
+    """``resample_paths`` for positions ``[N,T,3]`` and quaternions ``[N,T,4]`` (xyzw)."""
+    n, t = pos.shape[:2]
     # Consecutive quaternions on the same hemisphere, so slerp takes the short way round.
     quat = quat.copy()
-    for i in range(1, len(quat)):
-        if np.dot(quat[i], quat[i - 1]) < 0:
-            quat[i] = -quat[i]
-    if len(pos) > 1:
-        dp = np.linalg.norm(np.diff(pos, axis=0), axis=1)
-        dots = np.clip(np.abs(np.sum(quat[1:] * quat[:-1], axis=1)), 0.0, 1.0)
-        dang = 2.0 * np.arccos(dots)
-        ds = np.sqrt(dp**2 + (dang * step_length / step_angle) ** 2)
-    else:
-        ds = np.zeros(0)
-    s = np.concatenate([[0.0], np.cumsum(ds)])
-    targets = np.minimum(np.arange(steps + 1) * step_length, s[-1])
-    seg = np.clip(np.searchsorted(s, targets, side="right") - 1, 0, max(len(s) - 2, 0))
-    if len(s) == 1:
-        p_out = np.repeat(pos, steps + 1, axis=0)
-        q_out = np.repeat(quat, steps + 1, axis=0)
-    else:
-        span = s[seg + 1] - s[seg]
-        f = np.where(span > 0, (targets - s[seg]) / np.where(span > 0, span, 1.0), 0.0)
-        f = np.clip(f, 0.0, 1.0)
-        p_out = pos[seg] + f[:, None] * (pos[seg + 1] - pos[seg])
-        q_out = slerp(quat[seg], quat[seg + 1], f)
+    for i in range(1, t):
+        flip = np.sum(quat[:, i] * quat[:, i - 1], axis=1) < 0
+        quat[flip, i] = -quat[flip, i]
+    if t == 1:
+        p_out = np.repeat(pos, steps + 1, axis=1)
+        q_out = np.repeat(quat, steps + 1, axis=1)
+        return transform_from_translation_quat_xyzw(p_out, q_out)
+    dp = np.linalg.norm(np.diff(pos, axis=1), axis=2)
+    dots = np.clip(np.abs(np.sum(quat[:, 1:] * quat[:, :-1], axis=2)), 0.0, 1.0)
+    dang = 2.0 * np.arccos(dots)
+    ds = np.sqrt(dp**2 + (dang * step_length / step_angle) ** 2)
+    s = np.concatenate([np.zeros((n, 1)), np.cumsum(ds, axis=1)], axis=1)  # [N,T]
+    targets = np.minimum(np.arange(steps + 1)[None] * step_length, s[:, -1:])  # [N,S]
+    # Per row: the last segment start at or before the target (searchsorted, side right).
+    seg = np.clip((s[:, None, :] <= targets[:, :, None]).sum(axis=2) - 1, 0, t - 2)
+    s0 = np.take_along_axis(s, seg, axis=1)
+    span = np.take_along_axis(s, seg + 1, axis=1) - s0
+    f = np.where(span > 0, (targets - s0) / np.where(span > 0, span, 1.0), 0.0)
+    f = np.clip(f, 0.0, 1.0)
+    rows = np.arange(n)[:, None]
+    p0, p1 = pos[rows, seg], pos[rows, seg + 1]
+    p_out = p0 + f[..., None] * (p1 - p0)
+    q_out = slerp(quat[rows, seg], quat[rows, seg + 1], f)
     return transform_from_translation_quat_xyzw(p_out, q_out)
-

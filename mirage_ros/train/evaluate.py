@@ -121,14 +121,13 @@ def _bank(frames: Frames, latents: torch.Tensor, cell_depth: torch.Tensor, e: in
 @torch.no_grad()
 def evaluate_rollouts(model: WorldModel, frames: Frames, latents: torch.Tensor, cases: int,
                       sampler_steps: int, tally: Tally, png_dir: Path | None,
-                      seed: int = 0) -> None:
+                      seed: int = 0, precision: str = "auto") -> None:
     n, t = frames.shape
     horizon = max(STEPS_REPORTED)
     down = model.downsampling
     h, w = latents.shape[-2:]
     K = torch.from_numpy(frames.latent_K(down)).float().to(latents.device)
     cell_depth = latent_depth_targets(frames, down)
-    gen = torch.Generator(device=latents.device).manual_seed(seed)
     start = t // 2 - 1
     if start + horizon >= t:
         raise ValueError(f"episodes of {t} frames are too short for {horizon}-step rollouts")
@@ -136,9 +135,10 @@ def evaluate_rollouts(model: WorldModel, frames: Frames, latents: torch.Tensor, 
         bank = _bank(frames, latents, cell_depth, e, start, K)
         # The engine's imagination loop, exactly as the node runs it, along the true path.
         engine = RolloutEngine(model, bank, np.eye(4), [],
-                               EngineConfig(sampler_steps=sampler_steps))
+                               EngineConfig(sampler_steps=sampler_steps, precision=precision))
         cams = torch.from_numpy(frames.cam_to_map[e, start:start + horizon + 1])[None]
-        imagined = engine.imagine(cams, latents[e, start:start + 1], K, bank, generator=gen)
+        imagined = engine.imagine(cams, latents[e, start:start + 1], K, bank,
+                                  seed=seed * 100_003 + e)
         strip = []
         for k in STEPS_REPORTED:
             i = start + k
@@ -164,14 +164,13 @@ def evaluate_rollouts(model: WorldModel, frames: Frames, latents: torch.Tensor, 
 @torch.no_grad()
 def evaluate_revisits(model: WorldModel, frames: Frames, latents: torch.Tensor, cases: int,
                       sampler_steps: int, tally: Tally, png_dir: Path | None,
-                      min_gap: int = 20, seed: int = 1) -> int:
+                      min_gap: int = 20, seed: int = 1, precision: str = "auto") -> int:
     """Returns how many revisit cases were found."""
     n, t = frames.shape
     down = model.downsampling
     h, w = latents.shape[-2:]
     K = torch.from_numpy(frames.latent_K(down)).float().to(latents.device)
     cell_depth = latent_depth_targets(frames, down)
-    gen = torch.Generator(device=latents.device).manual_seed(seed)
     found = 0
     for e in range(n):
         if found >= cases:
@@ -185,9 +184,10 @@ def evaluate_revisits(model: WorldModel, frames: Frames, latents: torch.Tensor, 
         pose = torch.from_numpy(frames.cam_to_map[e, then:then + 1]).float().to(latents.device)
         view = bank.read(pose, K, (h, w))
         engine = RolloutEngine(model, bank, np.eye(4), [],
-                               EngineConfig(sampler_steps=sampler_steps))
+                               EngineConfig(sampler_steps=sampler_steps, precision=precision))
         cams = torch.from_numpy(frames.cam_to_map[e, [now, then]])[None]
-        z = engine.imagine(cams, latents[e, now:now + 1], K, bank, generator=gen).latents[:, 0]
+        z = engine.imagine(cams, latents[e, now:now + 1], K, bank,
+                           seed=seed * 100_003 + e).latents[:, 0]
         truth = _to_chw(frames.rgb[e, then:then + 1])
         imagined = model.decode(z)
         baseline = model.decode(fill_nearest(view.latent, view.mask))
@@ -257,6 +257,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--episodes", type=int, default=None, help="episodes for AE/depth metrics")
     p.add_argument("--steps", type=int, default=2, help="sampler steps per imagined frame")
     p.add_argument("--png-dir", type=Path)
+    p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
+                   help="of the DiT and depth head in the rollout (see model.sampler)")
     p.add_argument("--parts", default="ae,depth,rollout,revisit",
                    help="comma-separated subset of ae,depth,rollout,revisit")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -276,14 +278,16 @@ def main(argv: list[str] | None = None) -> int:
     if "depth" in parts:
         evaluate_depth(model, frames, latents, tally)
     if "rollout" in parts:
-        evaluate_rollouts(model, frames, latents, args.cases, args.steps, tally, args.png_dir)
+        evaluate_rollouts(model, frames, latents, args.cases, args.steps, tally, args.png_dir,
+                          precision=args.precision)
     revisits = 0
     if "revisit" in parts:
         revisits = evaluate_revisits(model, frames, latents, args.cases, args.steps, tally,
-                                     args.png_dir)
+                                     args.png_dir, precision=args.precision)
     print(f"model: {model.notes}")
     print(f"{args.split} split: {frames.shape[0]} episodes x {frames.shape[1]} frames, "
-          f"sampler steps {args.steps}, device {device}, {time.monotonic() - started:.1f} s")
+          f"sampler steps {args.steps}, precision {args.precision}, device {device}, "
+          f"{time.monotonic() - started:.1f} s")
     print(format_table(tally, min(args.cases, frames.shape[0]), revisits))
     return 0
 
