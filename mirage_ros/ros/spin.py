@@ -34,6 +34,12 @@ def run_node(
         except ValueError as err:  # only the constructor's: a refused configuration
             print(f"{program}: {err}", file=sys.stderr)
             return 2
+        except Exception:
+            # A stop (SIGTERM, Ctrl-C) that lands while the node is still being built shuts the
+            # context down under it, and the next create_* call fails: that is a clean stop.
+            if rclpy.ok():
+                raise
+            return 0
         executor.add_node(node)
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
