@@ -58,6 +58,7 @@ from mirage_ros.action import ScorePaths
 from mirage_ros.geometry import transform_from_translation_quat_xyzw
 from mirage_ros.memory import LatentMemory, MemoryFormatError
 from mirage_ros.model import CheckpointError, WorldModel
+from mirage_ros.model.sampler import PRECISIONS
 from mirage_ros.msg import CandidatePaths, PathScores
 from mirage_ros.rollout import (
     CandidatePath,
@@ -125,6 +126,10 @@ DEFAULTS: dict[str, object] = {
     "quaternion_tolerance": 0.01,
     "model_path": "",
     "device": "auto",
+    "precision": "auto",
+    "cuda_graphs": True,
+    "split_gpus": True,
+    "min_paths_per_gpu": 512,
     "sampler_steps": 2,
     "seed": 0,
     "step_length": 0.25,
@@ -157,6 +162,13 @@ DESCRIPTIONS: dict[str, str] = {
     "quaternion_tolerance": "allowed | |q| - 1 | before an orientation is refused",
     "model_path": "world model weights (.safetensors); empty: the weights shipped in the package",
     "device": "auto (cuda when available), cpu or cuda[:N]",
+    "precision": "of the DiT and depth head: auto (bf16 where the device runs it natively, "
+                 "else fp32), fp32 or bf16",
+    "cuda_graphs": "replay the DiT and depth head from CUDA graphs (GPU only; one capture per "
+                   "batch size, on its first goal)",
+    "split_gpus": "on a GPU, split a large goal's paths across every visible GPU",
+    "min_paths_per_gpu": "fewest paths a GPU takes when a goal is split (smaller goals stay on "
+                         "one GPU)",
     "sampler_steps": "flow-sampler steps per imagined frame (1-4; more is slower, sharper)",
     "seed": "imagination noise seed; the same goal on the same memory gives the same answer",
     "step_length": "metres of path between two imagined steps",
@@ -330,7 +342,8 @@ class MirageNode(Node):
         model = self._engine.model
         self.get_logger().info(
             f"serving {self.resolve_topic_name('~/score_paths', only_expand=True)} in frame "
-            f"'{values['map_frame']}' on {self._engine.device}; world model "
+            f"'{values['map_frame']}' on {', '.join(map(str, self._engine.devices))} "
+            f"({self._engine.sampler().precision}); world model "
             f"{model.notes.get('trained', '?')} trained, "
             f"{sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters; critics "
             f"{', '.join(values['critics'])}")
@@ -360,12 +373,22 @@ class MirageNode(Node):
                               capacity=int(values["memory.capacity"]), device=device)
         mount = list(values["camera_to_base"])
         cam_to_base = transform_from_translation_quat_xyzw(mount[:3], mount[3:])
+        split = []
+        if bool(values["split_gpus"]) and model.latent_mean.device.type == "cuda":
+            home = model.latent_mean.device
+            split = [torch.device("cuda", i) for i in range(torch.cuda.device_count())
+                     if i != home.index]
         return RolloutEngine(model, memory, cam_to_base, self._critics(values),
                              EngineConfig(step_length=float(values["step_length"]),
                                           step_angle=float(values["step_angle"]),
                                           sampler_steps=int(values["sampler_steps"]),
                                           robot_radius=float(values["robot_radius"]),
-                                          seed=int(values["seed"])))
+                                          seed=int(values["seed"]),
+                                          precision=str(values["precision"]),
+                                          cuda_graphs=bool(values["cuda_graphs"]),
+                                          min_paths_per_device=int(
+                                              values["min_paths_per_gpu"])),
+                             split_devices=split)
 
     def _critics(self, values: dict[str, object]) -> list:
         out = []
@@ -966,7 +989,8 @@ class MirageNode(Node):
             "memory fill": f"{len(memory) / memory.capacity:.4f}",
             "memory bytes": str(memory.nbytes),
             "clock jumps back": str(self._clock_jumps),
-            "device": str(self._engine.device),
+            "device": ", ".join(str(d) for d in self._engine.devices),
+            "precision": self._engine.sampler().precision,
             "last goal error": self._last_goal_error,
         }
         values.update({"images waiting": str(waiting), "pairing restarts": str(resets)})
@@ -1016,7 +1040,8 @@ class MirageNode(Node):
 
 
 _READ_ONLY = {"map_frame",
-              "model_path", "device", "memory.voxel_size", "memory.capacity", "critics",
+              "model_path", "device", "precision", "cuda_graphs", "split_gpus",
+              "min_paths_per_gpu", "memory.voxel_size", "memory.capacity", "critics",
               "camera_to_base", "sync_tolerance", "depth_timeout", "memory_cloud_period",
               "plan_preview_period", "load_memory_at_start", "sampler_steps", "seed",
               "step_length", "step_angle", "robot_radius"}
@@ -1066,9 +1091,11 @@ def all_defaults() -> dict[str, object]:
 def _check_parameters(values: dict[str, object]) -> str | None:
     """Return a description of the first invalid parameter value, or None."""
     for name in ("horizon", "max_horizon", "max_paths", "max_poses_per_path", "sampler_steps",
-                 "memory.capacity"):
+                 "memory.capacity", "min_paths_per_gpu"):
         if not isinstance(values[name], int) or values[name] < 1:
             return f"{name} must be a positive integer, got {values[name]!r}"
+    if values["precision"] not in PRECISIONS:
+        return f"precision must be one of {', '.join(PRECISIONS)}, got {values['precision']!r}"
     if values["horizon"] > values["max_horizon"]:
         return f"horizon {values['horizon']} exceeds max_horizon {values['max_horizon']}"
     tol = values["quaternion_tolerance"]
