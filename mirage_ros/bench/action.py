@@ -50,6 +50,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--scene-seed", type=int, default=7)
     p.add_argument("--source", choices=("sim", "synthetic"), default="sim")
     p.add_argument("--device", default="auto", help="the node's device parameter")
+    p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"),
+                   help="the node's precision parameter")
+    p.add_argument("--one-gpu", action="store_true", help="split_gpus off (several GPUs)")
     args = p.parse_args(argv)
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     os.environ.setdefault("ROS_DOMAIN_ID", str(random.SystemRandom().randint(1, 100)))
@@ -58,13 +61,17 @@ def main(argv: list[str] | None = None) -> int:
     odom: deque[Odometry] = deque(maxlen=100)
     client = ActionClient(node, ScorePaths, "/mirage/score_paths", **action_qos_kwargs())
     if args.source == "sim":
-        node.create_subscription(Odometry, "/mirage_sim/odom", odom.append,
+        # A lambda, not the bound method: rclpy inspects a callback's signature, and a
+        # builtin's (deque.append) has none.
+        node.create_subscription(Odometry, "/mirage_sim/odom", lambda m: odom.append(m),
                                  qos_profile_sensor_data)
         specs = sim_graph(scene_seed=args.scene_seed)
     else:
         SyntheticCamera(node, odom)  # its timer (held by the node) keeps it publishing
         specs = mirage_graph()
-    specs = [s.with_parameters(device=args.device) if s.name == "mirage" else s for s in specs]
+    specs = [s.with_parameters(device=args.device, precision=args.precision,
+                               split_gpus=not args.one_gpu)
+             if s.name == "mirage" else s for s in specs]
     with launch_graph(specs, log_level="warn"):
         if not client.wait_for_server(timeout_sec=120.0):
             raise SystemExit("the mirage node did not come up")

@@ -95,6 +95,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--scene", choices=("sim", "synthetic"), default="sim",
                    help="sim: a MuJoCo tour (default); synthetic: an analytic room, no MuJoCo")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
+    p.add_argument("--precision", choices=("auto", "fp32", "bf16"), nargs="+", default=["auto"],
+                   help="of the DiT and depth head; several are timed side by side")
+    p.add_argument("--no-graphs", action="store_true", help="no CUDA graphs (GPU only)")
+    p.add_argument("--overlay", choices=("auto", "slots", "reference"), default="auto",
+                   help="where imagined frames go (auto: slots on a GPU; see memory)")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -108,9 +113,13 @@ def main(argv: list[str] | None = None) -> int:
     goal = Goal(pose=torch.from_numpy(planar_pose(x + 3.0, y, 0.0)))
     print(f"device {device} ({torch.get_num_threads()} threads), bank {len(engine.memory)} "
           f"voxels, {args.paths} paths x {args.horizon} steps, latent {engine.latent_hw}")
-    for steps in args.sampler_steps:
-        engine.config = EngineConfig(sampler_steps=steps)
-        engine.score(fan, args.horizon, goal)  # warm-up
+    runs = [(steps, prec) for steps in args.sampler_steps for prec in args.precision]
+    for steps, prec in runs:
+        engine.config = EngineConfig(sampler_steps=steps, precision=prec,
+                                     cuda_graphs=not args.no_graphs,
+                                     slot_overlay={"auto": None, "slots": True,
+                                                   "reference": False}[args.overlay])
+        engine.score(fan, args.horizon, goal)  # warm-up (captures the graphs on a GPU)
         totals, parts = [], []
         for _ in range(args.repeats):
             _sync(device)
@@ -126,7 +135,10 @@ def main(argv: list[str] | None = None) -> int:
         median = statistics.median(totals)
         detail = ", ".join(f"{k} {statistics.median(t[k] for t in parts):.3f}"
                            for k in parts[0])
-        print(f"sampler steps {steps}: score {median:.3f} s per call (median of "
+        print(f"sampler steps {steps}, precision {engine.sampler().precision}"
+              f"{'' if device.type != 'cuda' else ', graphs ' + str(not args.no_graphs)}, "
+              f"overlay {args.overlay}: "
+              f"score {median:.3f} s per call (median of "
               f"{args.repeats}); loop phases, timed separately with syncs: {detail}")
     return 0
 
