@@ -478,3 +478,44 @@ def test_log_levels_can_differ_per_node():
     assert _level_for("mirage", levels) == "warn"
     assert _level_for("mirage", "debug") == "debug" and _level_for("mirage", None) is None
     assert _level_for("mirage", {"demo_planner": "info"}) is None
+
+
+_RUN_NODE_SCRIPT = """
+import sys
+import rclpy
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.node import Node
+from mirage_ros.ros.spin import run_node
+
+class StoppedMidSpin(SingleThreadedExecutor):
+    def spin(self):
+        rclpy.shutdown()  # what rclpy's signal handler does on SIGTERM
+        raise RuntimeError("failed to initialize wait set: the given context is not valid")
+
+class Broken(SingleThreadedExecutor):
+    def spin(self):
+        raise RuntimeError("a real bug")
+
+def stopped_while_built():
+    node = Node("stopped_while_built")
+    rclpy.shutdown()
+    node.create_timer(1.0, lambda: None)  # fails: the context is gone
+
+case = sys.argv[1]
+make = stopped_while_built if case == "built" else (lambda: Node("run_node_case"))
+executor = {"spin": StoppedMidSpin, "bug": Broken, "built": SingleThreadedExecutor}[case]
+sys.exit(run_node(make, executor, "case"))
+"""
+
+
+@pytest.mark.ros
+@pytest.mark.parametrize("case, code", [("spin", 0), ("built", 0), ("bug", 1)])
+def test_a_stop_at_any_moment_is_a_clean_exit_and_a_bug_is_not(case, code):
+    """SIGTERM shuts the context down from a signal handler, so the failure it causes can
+    surface in the node's constructor or in the executor's wait set; both must end 0 (seen as
+    exit 1 in CI), while an error with the context still up must still fail."""
+    proc = subprocess.run([sys.executable, "-c", _RUN_NODE_SCRIPT, case], cwd=REPO,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == code, proc.stderr
+    if case == "bug":
+        assert "a real bug" in proc.stderr
