@@ -53,6 +53,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"),
                    help="the node's precision parameter")
     p.add_argument("--one-gpu", action="store_true", help="split_gpus off (several GPUs)")
+    p.add_argument("--critics", nargs="+", default=None,
+                   help="the node's critics (default: its own); geometry-only critics "
+                        "(path_length path_turning goal_pose) measure the ROS overhead alone")
     args = p.parse_args(argv)
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     os.environ.setdefault("ROS_DOMAIN_ID", str(random.SystemRandom().randint(1, 100)))
@@ -69,8 +72,9 @@ def main(argv: list[str] | None = None) -> int:
     else:
         SyntheticCamera(node, odom)  # its timer (held by the node) keeps it publishing
         specs = mirage_graph()
+    extra = {} if args.critics is None else {"critics": args.critics}
     specs = [s.with_parameters(device=args.device, precision=args.precision,
-                               split_gpus=not args.one_gpu)
+                               split_gpus=not args.one_gpu, **extra)
              if s.name == "mirage" else s for s in specs]
     with launch_graph(specs, log_level="warn"):
         if not client.wait_for_server(timeout_sec=120.0):
