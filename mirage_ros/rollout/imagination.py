@@ -99,14 +99,20 @@ def imagine_paths(
     if ids.shape != (n,):
         raise ValueError(f"path_ids must have one id per path ({n}), got {tuple(ids.shape)}")
     noise_shape = (model.latent_channels, h, w)
-    if slot_overlay:
-        slots = SlotOverlay(bank, poses_cpu[:, 1:], K_cpu, (h, w))
-        read = lambda s: slots.read(s - 1)  # noqa: E731
-        write = lambda s, p, d: slots.write(p, d, s - 1)  # noqa: E731
-    else:
-        overlay = bank.overlay(n)
-        read = lambda s: overlay.read(poses_cpu[:, s], K_cpu, (h, w))  # noqa: E731
-        write = lambda s, p, d: overlay.write(p, d, K_cpu, poses_cpu[:, s], float(s))  # noqa: E731
+    # Imagined frames go to per-path overlays; step s reads and writes camera pose s.
+    slots = SlotOverlay(bank, poses_cpu[:, 1:], K_cpu, (h, w)) if slot_overlay else None
+    overlay = None if slot_overlay else bank.overlay(n)
+
+    def read(s: int):
+        if slots is not None:
+            return slots.read(s - 1)
+        return overlay.read(poses_cpu[:, s], K_cpu, (h, w))
+
+    def write(s: int, latent: torch.Tensor, depth: torch.Tensor) -> None:
+        if slots is not None:
+            slots.write(latent, depth, s - 1)
+        else:
+            overlay.write(latent, depth, K_cpu, poses_cpu[:, s], float(s))
     prev = start_latent.expand(n, -1, -1, -1)
     timed = phase_timer(device, timings)
     latents, depths, mem_depths, masks = [], [], [], []
