@@ -11,7 +11,7 @@ Per path, the slots hold that path's entries sorted by voxel key, empty slots la
 int64 maximum, position NaN, which no view can see). A write, for all paths at once:
 
 1. checks its cells like the reference (``depth.cell_validity``, finite latents), unprojects
-   them and keys them (``frames.unproject_keys_reference``);
+   them and keys them (the memory's ``unproject_keys``: the Triton kernel on a GPU);
 2. sorts each path's new keys (stably) and sums every run of equal keys: one cumulative sum
    in float64 along the sorted cells, differenced at the run ends (the reference adds the same
    cells in the same order in float32; the two agree to float32 rounding);
@@ -36,7 +36,6 @@ import torch
 
 from .camera import rows_cam_to_map, validate_hw, validate_intrinsics, validate_poses
 from .depth import cell_validity
-from .frames import unproject_keys_reference
 from .latent_memory import MemoryView, OverlayEntries, ViewTables
 
 if TYPE_CHECKING:
@@ -75,6 +74,9 @@ class SlotOverlay:
                        for i in range(t)]
         self._range = (near, far)
         self._rows = rows_cam_to_map(poses).to(dev)  # [n,T,12] float32
+        # The kernel reads the inverse voxel size as a number: keep it on the CPU, where
+        # reading it does not wait for the GPU (a 0-d tensor also scales GPU tensors).
+        self._inv_voxel = memory._inv_voxel.cpu()
         s1 = self._slots + 1  # one spare column takes the scatters of cells that go nowhere
         self._keys = torch.full((n, s1), _EMPTY, dtype=torch.int64, device=dev)
         self._pos = torch.full((n, s1, 3), float("nan"), dtype=torch.float32, device=dev)
@@ -125,8 +127,8 @@ class SlotOverlay:
                               max_incidence_deg=opts.max_incidence_deg)
         lat = latents.to(torch.float32).permute(0, 2, 3, 1).reshape(n, hw, -1)
         valid = masks.valid & torch.isfinite(lat).all(-1).reshape(n, h, w)
-        pts, keys = unproject_keys_reference(d, valid, self._intr, self._rows[:, step],
-                                             mem._inv_voxel)
+        pts, keys = mem._ops.unproject_keys(d, valid, self._intr, self._rows[:, step],
+                                            self._inv_voxel)
         keys = torch.where(keys < 0, torch.full_like(keys, _EMPTY), keys).reshape(n, hw)
         pts = pts.reshape(n, hw, 3)
 
