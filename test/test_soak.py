@@ -3,10 +3,14 @@
 The 2-minute run starts the real node with a 30 Hz synthetic camera and ScorePaths at 10 Hz.
 What 2 minutes can show: warm-up ends when the memory first reaches capacity (about 50 s with
 the default capacity of 10000 voxels; at least 20 % of the run), which leaves about 70 s of
-steady state. A slow leak (the 30-minute soak's business) is invisible in 70 s against the few
-MiB of allocator noise seen between samples (0.1-0.8 % growth in our runs), so this test bounds
-growth at 2 %: about 9 MiB of ~455 MiB, which a leak of 8 MiB/min or more breaks (keeping every
-camera frame would be ~200 MiB/min).
+steady state. A slow leak (the 30-minute soak's business) is invisible in 70 s against the
+allocator's steps between samples, so this test bounds growth at 3 %: about 15 MiB of ~490 MiB,
+which a leak of 12 MiB/min or more breaks (keeping every camera frame would be ~200 MiB/min).
+The bound was 2 % until the node ran the DiT in bf16 on CPUs that have it: 2-minute runs then
+gave +0.26 % and +0.38 % here, and +2.06 % once in a fresh-clone CI run (491 -> 502 MiB,
+a step after the first minute), while 6-minute runs settled within ~100 s and stayed flat after
+(bf16 +0.48 %, 0.36 MiB/min; fp32 +0.95 %, 1.2 MiB/min; BENCHMARKS.md). A step of that size is
+allocator noise, not a leak.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from mirage_ros.bench import camera
 from mirage_ros.bench.plot import nice_ticks
 from mirage_ros.bench.soak import Goal, summarize
 
-RSS_BOUND_PCT_2MIN = 2.0
+RSS_BOUND_PCT_2MIN = 3.0
 
 
 def _samples(rss, voxels, capacity=100, period=5.0):

@@ -306,6 +306,8 @@ def main(argv: list[str] | None = None) -> int:
                         "the older goal) or skip the tick")
     p.add_argument("--out", default="out/soak")
     p.add_argument("--device", default="auto", help="the node's device parameter")
+    p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"),
+                   help="the node's precision parameter")
     p.add_argument("--capacity", type=int, default=10000, help="node memory.capacity")
     p.add_argument("--write-rate", type=float, default=4.0, help="node observe.max_rate")
     p.add_argument("--trajectory", default="patrol", choices=("patrol", "circle"))
@@ -341,7 +343,7 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     duration = 60.0 * args.minutes
     overrides = {"device": args.device, "memory.capacity": args.capacity,
-                 "observe.max_rate": args.write_rate}
+                 "observe.max_rate": args.write_rate, "precision": args.precision}
     (spec,) = mirage_graph()
     spec = spec.with_parameters(**overrides)
     # The node's own logger at debug: it logs every memory write's WriteStats (new, evicted);
