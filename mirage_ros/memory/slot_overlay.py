@@ -20,12 +20,18 @@ int64 maximum, position NaN, which no view can see). A write, for all paths at o
    slots;
 4. sorts each path's slots by key again.
 
-Reads render the slots through the memory's own z-buffer (``LatentMemory._render``), with
-entry index = path * slots + slot. Within a path that is the reference's order (sorted keys),
-and a view only ever sees its own path's entries and the bank, so every depth tie resolves as
-in the reference: the tests check that both overlays give the same reads and the same
-imagination. Memory: slots x paths x (C + 6) x 4 bytes, e.g. 2,048 slots x 256 paths x 14
-floats = 29 MB for 8 steps at 16 x 16 and C = 8.
+Reads render the slots through the memory's own z-buffer (``LatentMemory._render_views``),
+with entry index = path * slots + slot. Within a path that is the reference's order (sorted
+keys), and a view only ever sees its own path's entries and the bank, so ties resolve by the
+same rule. The sums differ from the reference's float32 ones by float32 rounding, so a fused
+point can move by an ulp: a cell on a pixel edge, or an exact depth tie, may then go the
+other way. The tests check entries and reads within 1e-6 and a whole rollout within 1e-4.
+Because a run's sum is a difference of prefix sums along the path's sorted cells, a finite
+but enormous latent (beyond ~1e9; the model's are O(10)) would leak rounding into that path's
+other voxels, where the reference confines it to its own voxel. The empty-slot key is the
+Morton key of the key range's far corner (52 km out at 5 cm voxels): a point there is dropped.
+Memory: slots x paths x (C + 6) x 4 bytes, e.g. 2,048 slots x 256 paths x 14 floats = 29 MB
+for 8 steps at 16 x 16 and C = 8.
 """
 
 from __future__ import annotations
@@ -85,6 +91,7 @@ class SlotOverlay:
         self._stamp = torch.full((n, s1), float("-inf"), dtype=torch.float64, device=dev)
         self._path = torch.arange(n, device=dev).repeat_interleave(self._slots)
         self._rank = torch.arange(s1, device=dev)
+        self._written: set[int] = set()  # steps written: each once, so slots never run out
 
     @property
     def n_paths(self) -> int:
@@ -117,8 +124,18 @@ class SlotOverlay:
         ``step``, 0-based) into path i. Cells are accepted and refused exactly as in
         ``LatentMemory.write``; the stamp of every entry is the step number (as in the
         rollout's reference writes, which stamp imagined step s with s)."""
+        if isinstance(step, bool) or not isinstance(step, int) or not 0 <= step < self._steps:
+            raise ValueError(f"step must be an integer in [0, {self._steps}), got {step!r}")
+        if step in self._written:
+            raise ValueError(f"step {step} was written already: a slot overlay holds one frame "
+                             "per path and step (its slots are sized for that)")
         mem = self._memory
         n, (h, w) = self._n, (self._h, self._w)
+        if latents.shape[0] != n or tuple(latents.shape[-2:]) != (h, w) \
+                or tuple(depth.shape) != (n, h, w):
+            raise ValueError(f"expected latents [{n},C,{h},{w}] and depth [{n},{h},{w}], got "
+                             f"{list(latents.shape)} and {list(depth.shape)}")
+        self._written.add(step)
         hw = h * w
         opts = mem.config.write_options()
         d = depth.to(torch.float32).contiguous()

@@ -57,8 +57,10 @@ def path_noise(
     key = _mix32(key ^ ((ids >> 32) & _MASK))
     key = _mix32(key ^ step)
     counter = torch.arange(n_el, dtype=torch.int64, device=dev)
-    a = _mix32(key[:, None] ^ ((2 * counter) & _MASK))
-    b = _mix32(_mix32(key[:, None] ^ ((2 * counter + 1) & _MASK)) ^ 0x632BE5AB)
+    # The counter is mixed before it meets the key: XOR-ing it in raw would make two keys that
+    # differ by a small even number draw the same numbers in a permuted order.
+    a = _mix32(key[:, None] ^ _mix32((2 * counter) & _MASK))
+    b = _mix32(_mix32(key[:, None] ^ _mix32((2 * counter + 1) & _MASK)) ^ 0x632BE5AB)
     # Uniforms in (0, 1) (never 0: the log below needs it), then Box-Muller in float64.
     u1 = (a.double() + 0.5) / 4294967296.0
     u2 = (b.double() + 0.5) / 4294967296.0

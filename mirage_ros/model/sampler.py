@@ -120,8 +120,13 @@ class FrameSampler:
         if not self.cuda_graphs:
             return
         c, cc = self.model.latent_channels, self.model.dit.cfg.cond_channels
-        z = torch.zeros(batch, c, *hw, device=self.device)
-        self.sample(torch.zeros(batch, cc, *hw, device=self.device), z, steps)
+        latent, cond = (batch, c, *hw), (batch, cc, *hw)
+        with self._lock:
+            have = {("sample", int(steps), cond, latent), ("depth", latent)} <= set(self._graphs)
+        if have:
+            return
+        z = torch.zeros(latent, device=self.device)
+        self.sample(torch.zeros(cond, device=self.device), z, steps)
         self.depth(z)
 
     def _replay(self, name: tuple, fn: Callable, *inputs: torch.Tensor) -> torch.Tensor:

@@ -210,10 +210,12 @@ def imagine_split(
         dev = r.bank.device
         # Each thread makes its replica's GPU current: Triton launches on the current device.
         on_device = torch.cuda.device(dev) if dev.type == "cuda" else contextlib.nullcontext()
+        # One start latent for all paths, or one per path: then this replica's share.
+        start = start_latent if start_latent.shape[0] == 1 else start_latent[lo:hi]
         try:
             with on_device:
                 results[i] = imagine_paths(
-                    r.model, r.bank, start_latent.to(dev), K_latent,
+                    r.model, r.bank, start.to(dev), K_latent,
                     cam_to_map[lo:hi].to(dev), sampler_steps=sampler_steps, seed=seed,
                     path_ids=torch.arange(lo, hi, device=dev), sampler=r.sampler,
                     slot_overlay=slot_overlay,

@@ -32,6 +32,8 @@ def run_node(
         try:
             node = make_node()
         except ValueError as err:  # only the constructor's: a refused configuration
+            if not rclpy.ok():  # ... unless a stop shut the context down under it
+                return 0
             print(f"{program}: {err}", file=sys.stderr)
             return 2
         executor.add_node(node)
