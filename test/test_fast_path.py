@@ -140,7 +140,7 @@ def test_split_across_replicas_returns_what_one_device_gives(model, scene):
     memory, last = engine.snapshot()
     one = imagine_paths(model, memory, last.latent, last.K_latent, cams, seed=2)
     sampler = FrameSampler(model, "fp32")
-    replicas = [Replica(model, sampler, memory.to("cpu")) for _ in range(3)]
+    replicas = [Replica(sampler, memory.to("cpu")) for _ in range(3)]
     steps = []
     split = imagine_split(replicas, [3, 2, 1], last.latent, last.K_latent, cams, seed=2,
                           on_step=lambda d, t: steps.append((d, t)))
@@ -159,7 +159,7 @@ def test_split_across_replicas_returns_what_one_device_gives(model, scene):
         def sample(self, *args, **kwargs):
             raise RuntimeError("replica failed")
 
-    broken = [replicas[0], Replica(model, Failing(model, "fp32"), memory)]
+    broken = [replicas[0], Replica(Failing(model, "fp32"), memory)]
     with pytest.raises(RuntimeError, match="replica failed"):
         imagine_split(broken, [3, 3], last.latent, last.K_latent, cams)
     with pytest.raises(ValueError, match="share"):
@@ -321,6 +321,6 @@ def test_split_gives_each_replica_its_share_of_per_path_start_latents(model, sce
         + 0.1 * torch.arange(cams.shape[0]).float()[:, None, None, None]
     one = imagine_paths(model, memory, starts, last.K_latent, cams, seed=3)
     sampler = FrameSampler(model, "fp32")
-    replicas = [Replica(model, sampler, memory) for _ in range(2)]
+    replicas = [Replica(sampler, memory) for _ in range(2)]
     split = imagine_split(replicas, [4, 2], starts, last.K_latent, cams, seed=3)
     torch.testing.assert_close(split.latents, one.latents, rtol=0, atol=1e-4)

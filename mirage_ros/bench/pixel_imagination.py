@@ -26,7 +26,7 @@ from mirage_ros.model import WorldModel
 from mirage_ros.model.noise import path_noise
 from mirage_ros.model.sampler import FrameSampler
 from mirage_ros.model.world_model import relative_rays
-from mirage_ros.rollout.imagination import phase_timer
+from mirage_ros.rollout.imagination import phase_timer, rollout_inputs
 
 # The render's depth at the latent grid: lower median of the covered pixels of a cell, the cell
 # masked when fewer than half of them are covered. Depth edges inside a cell are kept (the
@@ -73,13 +73,10 @@ def imagine_paths_pixel(
     sample and noise draws, phases timed the same way (``timings``: render, encode,
     conditioning, DiT sampling, decode, depth head, lift)."""
     device = start_latent.device
-    poses = torch.as_tensor(cam_to_map).to(device)
-    if poses.dtype != torch.float64 and device.type != "mps":
-        poses = poses.double()
+    poses, K = rollout_inputs(cam_to_map, K_latent, device)
     n, t1 = poses.shape[:2]
     h, w = start_latent.shape[-2:]
     hw_px = (h * model.downsampling, w * model.downsampling)
-    K = torch.as_tensor(K_latent).to(device=device, dtype=torch.float32)
     clouds = bank.overlay(n)
     ids = torch.arange(n, device=device)
     sampler = sampler or FrameSampler(model, "fp32", cuda_graphs=False)

@@ -156,9 +156,6 @@ class ViewTables:
     intr: torch.Tensor  # [V,4] float32 fx, fy, cx, cy
     planes: torch.Tensor  # [V,6,4] float32 frustum half-spaces
 
-    def select(self, index: int | slice) -> ViewTables:
-        return ViewTables(self.w2c[index], self.intr[index], self.planes[index])
-
 
 class LatentMemory:
     """A voxel-hashed memory of image latents in the map frame.

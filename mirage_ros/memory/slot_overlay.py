@@ -92,6 +92,7 @@ class SlotOverlay:
         self._path = torch.arange(n, device=dev).repeat_interleave(self._slots)
         self._rank = torch.arange(s1, device=dev)
         self._written: set[int] = set()  # steps written: each once, so slots never run out
+        self._opts = memory.config.write_options()
 
     @property
     def n_paths(self) -> int:
@@ -137,7 +138,7 @@ class SlotOverlay:
                              f"{list(latents.shape)} and {list(depth.shape)}")
         self._written.add(step)
         hw = h * w
-        opts = mem.config.write_options()
+        opts = self._opts
         d = depth.to(torch.float32).contiguous()
         masks = cell_validity(d, self._intr, min_depth=opts.min_depth, max_depth=opts.max_depth,
                               edge_threshold=opts.edge_threshold,

@@ -374,9 +374,7 @@ class RolloutEngine:
                                  sampler_steps=c.sampler_steps, seed=seed,
                                  sampler=self.sampler(), slot_overlay=slots, timings=timings,
                                  on_step=on_step, should_stop=should_stop)
-        models = [self.model, *self._extra_models]
-        replicas = [Replica(m, self.sampler(d), memory.to(d))
-                    for m, d in zip(models[:len(sizes)], self.devices, strict=False)]
+        replicas = [Replica(self.sampler(d), memory.to(d)) for d in self.devices[:len(sizes)]]
         return imagine_split(replicas, sizes, start_latent, K_latent, cams,
                              sampler_steps=c.sampler_steps, seed=seed, slot_overlay=slots,
                              timings=timings, on_step=on_step, should_stop=should_stop)

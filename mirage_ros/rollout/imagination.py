@@ -84,12 +84,9 @@ def imagine_paths(
     waiting on a cancel. It must be cheap (it runs ~30 times a step).
     """
     device = start_latent.device
-    poses = torch.as_tensor(cam_to_map).to(device)
-    if poses.dtype != torch.float64 and device.type != "mps":
-        poses = poses.double()
+    poses, K = rollout_inputs(cam_to_map, K_latent, device)
     n, t1 = poses.shape[:2]
     h, w = start_latent.shape[-2:]
-    K = torch.as_tensor(K_latent).to(device=device, dtype=torch.float32)
     # The memory checks poses and intrinsics on the CPU: one copy here, not one per step.
     poses_cpu = poses.detach().to("cpu", torch.float64)
     K_cpu = K.detach().cpu()
@@ -152,13 +149,28 @@ def imagine_paths(
     )
 
 
+def rollout_inputs(cam_to_map, K_latent, device: torch.device):
+    """Camera poses ``[N,T+1,4,4]`` (float64 where the device has it: map coordinates of tens
+    of metres lose millimetres in float32) and K ``[3,3]`` float32 on ``device``: what every
+    imagination loop (this one, the pixel baseline's) starts from."""
+    poses = torch.as_tensor(cam_to_map).to(device)
+    if poses.dtype != torch.float64 and device.type != "mps":
+        poses = poses.double()
+    return poses, torch.as_tensor(K_latent).to(device=device, dtype=torch.float32)
+
+
+def _on(device: torch.device):
+    """Make ``device`` current when it is a GPU (a no-op context elsewhere)."""
+    return torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext()
+
+
 @dataclass(frozen=True)
 class Replica:
-    """What one device needs to imagine its share of the paths."""
+    """What one device needs to imagine its share of the paths: its sampler (which holds its
+    copy of the model) and its copy of the memory, on the same device."""
 
-    model: WorldModel
     sampler: FrameSampler
-    bank: LatentMemory  # on the model's device
+    bank: LatentMemory
 
 
 def split_sizes(n: int, devices: int, min_per_device: int) -> list[int]:
@@ -208,14 +220,12 @@ def imagine_split(
     def run(i: int, lo: int, hi: int) -> None:
         r = replicas[i]
         dev = r.bank.device
-        # Each thread makes its replica's GPU current: Triton launches on the current device.
-        on_device = torch.cuda.device(dev) if dev.type == "cuda" else contextlib.nullcontext()
         # One start latent for all paths, or one per path: then this replica's share.
         start = start_latent if start_latent.shape[0] == 1 else start_latent[lo:hi]
         try:
-            with on_device:
+            with _on(dev):  # Triton launches on the current device
                 results[i] = imagine_paths(
-                    r.model, r.bank, start.to(dev), K_latent,
+                    r.sampler.model, r.bank, start.to(dev), K_latent,
                     cam_to_map[lo:hi].to(dev), sampler_steps=sampler_steps, seed=seed,
                     path_ids=torch.arange(lo, hi, device=dev), sampler=r.sampler,
                     slot_overlay=slot_overlay,
@@ -225,14 +235,13 @@ def imagine_split(
             errors[i] = exc
             stop.set()
 
-    # Graph captures and lazy initialisation (cuDNN, the linear-algebra backend) are not
-    # thread-safe in PyTorch: do them here, one device at a time, before the threads start.
+    # Graph captures are not thread-safe in PyTorch: make them here, one device at a time,
+    # before the threads start. (linalg.inv's lazy backend initialisation raced here too;
+    # the loop no longer calls it.)
     hw = tuple(start_latent.shape[-2:])
     for r, size in zip(replicas, sizes, strict=True):
-        dev = r.bank.device
-        with torch.cuda.device(dev) if dev.type == "cuda" else contextlib.nullcontext():
+        with _on(r.bank.device):
             r.sampler.warm(size, sampler_steps, hw)
-            torch.linalg.inv(torch.eye(4, dtype=torch.float64, device=dev))
     bounds, lo = [], 0
     for size in sizes:
         bounds.append((lo, lo + size))
