@@ -35,17 +35,24 @@ from mirage_ros.rollout.imagination import (
     RolloutInterrupted,
     imagine_paths,
     imagine_split,
+    recall_paths,
     split_sizes,
 )
 from mirage_ros.rollout.paths import CandidatePath, resample_paths
 
 __all__ = [
+    "IMAGINATION_MODES",
     "EngineConfig",
     "NoMemoryError",
     "RolloutEngine",
     "RolloutInterrupted",
     "ScoreResult",
 ]
+
+
+# How a rollout sees along the paths: the diffusion model (the product), or the memory's read
+# with its holes filled (the ablation without a generative model; see imagination.recall_paths).
+IMAGINATION_MODES = ("diffusion", "memory")
 
 
 class NoMemoryError(RuntimeError):
@@ -65,6 +72,7 @@ class EngineConfig:
     cuda_graphs: bool = True  # replay the DiT and depth head from CUDA graphs on a GPU
     min_paths_per_device: int = 512  # split a goal across devices only above this many each
     slot_overlay: bool | None = None  # imagined frames in slots (None: on a GPU; see memory)
+    imagination: str = "diffusion"  # or "memory": the memory read, holes filled, no model
 
     def __post_init__(self) -> None:
         for name in ("step_length", "step_angle", "robot_radius"):
@@ -77,6 +85,9 @@ class EngineConfig:
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got "
                              f"{self.precision!r}")
+        if self.imagination not in IMAGINATION_MODES:
+            raise ValueError(f"imagination must be one of {', '.join(IMAGINATION_MODES)}, got "
+                             f"{self.imagination!r}")
         if not isinstance(self.seed, int) or not 0 <= self.seed < 2**32:
             raise ValueError(f"seed must be an integer in [0, 2^32), got {self.seed!r}")
         if not isinstance(self.min_paths_per_device, int) or self.min_paths_per_device < 1:
@@ -264,6 +275,7 @@ class RolloutEngine:
         *,
         critics: Sequence[tuple[Critic, float]] | None = None,
         should_stop: Callable[[], bool] | None = None,
+        views: Imagined | None = None,
     ) -> ScoreResult:
         """Imagine ``horizon`` steps along every path (one batch), score, decode previews.
 
@@ -273,6 +285,10 @@ class RolloutEngine:
         ``critics`` replaces the engine's own for this call (the node passes its current
         parameters). Raises ``NoMemoryError`` when a critic needs imagination and nothing has
         been observed yet.
+
+        ``views`` replaces imagination with views the caller already has along exactly the
+        camera poses ``camera_poses(paths, horizon, last_view.cam_to_map)`` gives (the planning
+        benchmark's oracle passes the simulator's true frames); ``[N,T]`` leading dims.
         """
         if not paths:
             raise ValueError("score needs at least one path")
@@ -292,7 +308,12 @@ class RolloutEngine:
         K_lat = last.K_latent if last is not None else torch.eye(3, device=self.device)
         timings["poses"] = time.perf_counter() - t0
         imagined = None
-        if imagine:
+        if views is not None:
+            if tuple(views.latents.shape[:2]) != (len(paths), horizon):
+                raise ValueError(f"views hold {tuple(views.latents.shape[:2])} (paths, steps), "
+                                 f"expected {(len(paths), horizon)}")
+            imagined = views
+        elif imagine:
             t0 = time.perf_counter()
             imagined = self._imagine(memory, last.latent, K_lat, cams, seed=self.config.seed,
                                      timings=None, on_step=on_step, should_stop=should_stop)
@@ -367,6 +388,18 @@ class RolloutEngine:
     def _imagine(self, memory, start_latent, K_latent, cams, *, seed, timings, on_step,
                  should_stop) -> Imagined:
         c = self.config
+        if c.imagination == "memory":
+            if should_stop is not None and should_stop():
+                raise RolloutInterrupted("stopped before the memory read")
+            t0 = time.perf_counter()
+            recalled = recall_paths(memory, K_latent, cams, self.latent_hw)
+            if timings is not None:
+                timings["memory read"] = timings.get("memory read", 0.0) \
+                    + time.perf_counter() - t0
+            steps = cams.shape[1] - 1
+            if on_step is not None and on_step(steps, steps) is False:
+                raise RolloutInterrupted(f"stopped after step {steps} of {steps}")
+            return recalled
         sizes = split_sizes(cams.shape[0], len(self.devices), c.min_paths_per_device)
         slots = self.device.type == "cuda" if c.slot_overlay is None else c.slot_overlay
         if len(sizes) == 1:

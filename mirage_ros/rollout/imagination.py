@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import torch
 
 from mirage_ros.memory import LatentMemory
+from mirage_ros.memory.fill import fill_nearest
 from mirage_ros.memory.slot_overlay import SlotOverlay
 from mirage_ros.model import WorldModel
 from mirage_ros.model.noise import path_noise
@@ -146,6 +147,43 @@ def imagine_paths(
         memory_depth=torch.stack(mem_depths, 1),
         mask=mask,
         coverage=mask.flatten(-2).float().mean(-1),
+    )
+
+
+@torch.no_grad()
+def recall_paths(
+    bank: LatentMemory,
+    K_latent: torch.Tensor,
+    cam_to_map: torch.Tensor,
+    hw: tuple[int, int],
+) -> Imagined:
+    """The memory-only answer to the same question as ``imagine_paths``: no diffusion.
+
+    Every step's view is the memory's read at that camera pose (``cam_to_map`` [N,T+1,4,4],
+    index 0 unused) with its holes filled by the nearest filled cell, latents and depth alike
+    (``memory.fill.fill_nearest``); a view the memory does not cover at all stays empty (zero
+    latent, depth 0 = unknown). Nothing is written anywhere: without a model there is nothing
+    new to remember. This is the ablation that tells what the diffusion model adds to a plain
+    spatial memory (the planning benchmark's "memory" planner, the node's ``imagination:
+    memory``).
+    """
+    poses = torch.as_tensor(cam_to_map).detach().to("cpu", torch.float64)
+    n, t1 = poses.shape[:2]
+    if t1 < 2:
+        raise ValueError(f"cam_to_map must hold at least 2 poses per path, got {t1}")
+    K = torch.as_tensor(K_latent).detach().to("cpu", torch.float32)
+    view = bank.read(poses[:, 1:].reshape(-1, 4, 4), K, hw)
+    device = bank.device
+    latent = fill_nearest(view.latent, view.mask).to(device)
+    depth = fill_nearest(view.depth, view.mask).to(device)
+    mask = view.mask.to(device)
+    shape = (n, t1 - 1)
+    return Imagined(
+        latents=latent.reshape(*shape, *latent.shape[1:]),
+        depth=depth.reshape(*shape, *hw),
+        memory_depth=view.depth.to(device).reshape(*shape, *hw),
+        mask=mask.reshape(*shape, *hw),
+        coverage=mask.reshape(*shape, -1).float().mean(-1),
     )
 
 

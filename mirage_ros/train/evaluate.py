@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from mirage_ros.memory import LatentMemory
+from mirage_ros.memory.fill import fill_nearest
 from mirage_ros.model import WorldModel
 from mirage_ros.model.autoencoder import psnr, ssim
 from mirage_ros.rollout.engine import EngineConfig, RolloutEngine
@@ -43,21 +44,6 @@ def masked_psnr(x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> float:
         return float("nan")
     mse = (x - y).pow(2)[m].mean().clamp_min(1e-10)
     return float(-10.0 * torch.log10(mse))
-
-
-def fill_nearest(latent: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Fill unknown cells with the nearest known cell of the same view (the baseline's guess)."""
-    b, c, h, w = latent.shape
-    ys, xs = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
-    cells = torch.stack([ys.flatten(), xs.flatten()], 1).float().to(latent.device)
-    out = latent.clone()
-    for i in range(b):
-        known = mask[i].flatten().nonzero()[:, 0]
-        if known.numel() == 0:
-            continue
-        nearest = torch.cdist(cells, cells[known]).argmin(1)  # ties -> lowest index: deterministic
-        out[i] = latent[i].flatten(1)[:, known[nearest]].view(c, h, w)
-    return out
 
 
 @dataclass
