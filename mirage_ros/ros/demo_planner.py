@@ -4,12 +4,13 @@ It closes the loop between the robot and the imagination node. Every ``replan_pe
 it takes the robot's latest pose from ``odom`` and builds a fan of constant-curvature arcs from
 there (:func:`mirage_ros.rollout.arc_fan`). When the goal lies behind the robot, or the robot has
 neither moved nor turned since its last path (blocked), tighter arcs and arcs that start facing
-backwards (the follower turns on the spot, then drives) are added so that it can turn round.
-It sends the candidates, with the goal as ``goal_pose``, to the ScorePaths action
-``score_paths``, and publishes the path the node rated best (``best_index``) on ``follow_path``
-for the robot to drive, and on ``~/plan`` for RViz. The whole path is followed; the next replan
-decides again. One request is in flight at a time: a replan that comes while the previous
-request is still open is skipped, not queued.
+backwards (the follower turns on the spot, then drives) are added so that it can turn round;
+when the node predicts that the best arc of a fan without them collides (its clearance cost is
+the collision cost), it asks again at once with them. It sends the candidates, with the goal
+as ``goal_pose``, to the ScorePaths action ``score_paths``, and publishes the path the node
+rated best (``best_index``) on ``follow_path`` for the robot to drive, and on ``~/plan`` for
+RViz. The whole path is followed; the next replan decides again. One request is in flight at
+a time: a replan that comes while the previous request is still open is skipped, not queued.
 
 Once the robot is within ``goal_tolerance`` of the goal position it stops the robot (a path of
 just its current pose: the simulator's follower is then done and brakes) and reports
@@ -60,8 +61,17 @@ from rclpy.time import Time
 from std_msgs.msg import String
 
 from mirage_ros.action import ScorePaths
-from mirage_ros.geometry import wrap_angle, yaw_from_quat_xyzw
-from mirage_ros.rollout import CandidatePath, arc_fan
+from mirage_ros.geometry import yaw_from_quat_xyzw
+from mirage_ros.rollout import CandidatePath
+from mirage_ros.rollout.local_planner import (  # noqa: F401 - re-exported for users and tests
+    bearing,
+    candidate_fan,
+    distance,
+    predicted_collision,
+    reached,
+    stuck,
+    turning_curvatures,
+)
 from mirage_ros.ros.action_client import prune_leaked_futures
 from mirage_ros.ros.conversions import error_code_name, paths_to_msgs, seconds
 from mirage_ros.ros.qos import action_qos_kwargs
@@ -110,61 +120,7 @@ DESCRIPTIONS: dict[str, str] = {
 
 
 # ------------------------------------------------------------------------- pure logic (no ROS)
-
-
-def bearing(pose: Sequence[float], goal_xy: Sequence[float]) -> float:
-    """Angle (rad, left positive) from the heading of ``pose`` (x, y, yaw) to the goal."""
-    x, y, yaw = pose
-    return wrap_angle(math.atan2(goal_xy[1] - y, goal_xy[0] - x) - yaw)
-
-
-def distance(pose: Sequence[float], goal_xy: Sequence[float]) -> float:
-    return math.hypot(goal_xy[0] - pose[0], goal_xy[1] - pose[1])
-
-
-def reached(pose: Sequence[float], goal_xy: Sequence[float], tolerance: float) -> bool:
-    """Whether the position of ``pose`` is within ``tolerance`` of the goal (yaw is ignored)."""
-    return distance(pose, goal_xy) <= tolerance
-
-
-def turning_curvatures(length: float, max_curvature: float) -> tuple[float, float]:
-    """Two curvatures beyond the fan's for turning round: the tighter one turns at least half a
-    circle within ``length`` (and at least twice ``max_curvature``), the other is in between."""
-    tight = max(2.0 * max_curvature, math.pi / length)
-    return 0.5 * (max_curvature + tight), tight
-
-
-def candidate_fan(
-    pose: Sequence[float],
-    goal_xy: Sequence[float],
-    *,
-    num_paths: int,
-    length: float,
-    poses: int,
-    max_curvature: float,
-    frame_id: str,
-    turn_round: bool = False,
-) -> tuple[list[CandidatePath], list[str]]:
-    """The candidate paths from ``pose`` (x, y, yaw) and a short label for each.
-
-    Always the fan of ``num_paths`` arcs ahead. When the goal lies behind the robot (bearing
-    beyond 90 degrees), or ``turn_round`` asks for it (the robot is stuck), also four tighter
-    arcs (two each way) and three arcs that start facing backwards: the robot's path follower
-    turns on the spot towards a path behind it, then drives it.
-    """
-    x, y, yaw = (float(v) for v in pose)
-    common = dict(length=length, poses=poses, start_xy=(x, y), frame_id=frame_id)
-    paths = arc_fan(num_paths, max_curvature=max_curvature, start_yaw=yaw, **common)
-    ks = np.linspace(-max_curvature, max_curvature, num_paths) if num_paths > 1 else [0.0]
-    labels = [f"arc {k:+.2f} 1/m" for k in ks]
-    if turn_round or abs(bearing((x, y, yaw), goal_xy)) > 0.5 * math.pi:
-        for k in turning_curvatures(length, max_curvature):
-            paths += arc_fan(2, max_curvature=k, start_yaw=yaw, **common)
-            labels += [f"tight arc {-k:+.2f} 1/m", f"tight arc {k:+.2f} 1/m"]
-        back = wrap_angle(yaw + math.pi)
-        paths += arc_fan(3, max_curvature=max_curvature, start_yaw=back, **common)
-        labels += [f"turn round, arc {k:+.2f} 1/m" for k in (-max_curvature, 0.0, max_curvature)]
-    return paths, labels
+# The fan, arrival and stuck rules live in rollout.local_planner (the benchmark shares them).
 
 
 @dataclass
@@ -197,13 +153,6 @@ class Budget:
         if elapsed >= self.timeout:
             return f"goal not reached within {self.timeout:g} s"
         return None
-
-
-def stuck(before: Sequence[float], now: Sequence[float], *, distance_m: float = 0.05,
-          angle: float = 0.1) -> bool:
-    """Whether a robot at pose ``now`` (x, y, yaw) has hardly moved or turned since ``before``."""
-    return (math.hypot(now[0] - before[0], now[1] - before[1]) < distance_m
-            and abs(wrap_angle(now[2] - before[2])) < angle)
 
 
 def yaw_of(q) -> float:
@@ -377,9 +326,9 @@ class DemoPlanner(Node):
             return
         self._send(self._pose)
 
-    def _send(self, pose: tuple[float, float, float]) -> None:
-        paths, labels = candidate_fan(pose, self._goal, turn_round=self._stuck(pose),
-                                      **self._fan)
+    def _send(self, pose: tuple[float, float, float], *, turn_round: bool = False) -> None:
+        paths, labels = candidate_fan(pose, self._goal,
+                                      turn_round=turn_round or self._stuck(pose), **self._fan)
         goal = ScorePaths.Goal(paths=paths_to_msgs(paths), horizon=self._horizon,
                                num_previews=self._num_previews)
         now = self.get_clock().now()
@@ -436,6 +385,15 @@ class DemoPlanner(Node):
             return
         self._budget.success()
         self._set_status("planning")
+        c = result.critics[best] if best < len(result.critics) else None
+        if (c is not None and len(request.paths) == self._fan["num_paths"]
+                and predicted_collision(list(c.names), list(c.costs))):
+            # Every arc ahead is predicted to collide: ask again at once, with the arcs that
+            # turn round, rather than drive into what the robot faces.
+            self.get_logger().info("best arc ahead predicted to collide: asking again with "
+                                   "arcs that turn round")
+            self._send(self._pose or request.pose, turn_round=True)
+            return
         self._follow(request.paths[best])
         pose = self._pose or request.pose
         self._followed_at = pose
