@@ -35,7 +35,7 @@ def _ordered(high: float, low: float) -> float:
     return 1.0 if high > low else 0.5 if high == low else 0.0
 
 
-def _ranks(a: np.ndarray) -> np.ndarray:
+def ranks(a: np.ndarray) -> np.ndarray:
     """Ranks with ties sharing their average rank (clearances beyond range tie at the cap)."""
     order = np.argsort(a, kind="stable")
     ranks = np.empty(len(a))
@@ -46,8 +46,8 @@ def _ranks(a: np.ndarray) -> np.ndarray:
     return ranks
 
 
-def _spearman(a: np.ndarray, b: np.ndarray) -> float:
-    ra, rb = _ranks(np.asarray(a, np.float64)), _ranks(np.asarray(b, np.float64))
+def spearman(a: np.ndarray, b: np.ndarray) -> float:
+    ra, rb = ranks(np.asarray(a, np.float64)), ranks(np.asarray(b, np.float64))
     if ra.std() == 0 or rb.std() == 0:
         return float("nan")
     return float(np.corrcoef(ra, rb)[0, 1])
@@ -99,7 +99,7 @@ def run_scene(model: WorldModel, seed: int, decisions: int, paths: int, use_dept
                         clear_good += _ordered(costs[a], costs[b])
                         geometry_good += _ordered(geometry[b], geometry[a])
             predicted = clearance.clearance(out.batch).numpy()
-            rhos.append(_spearman(np.minimum(predicted, 5.0), truth.min_clearance))
+            rhos.append(spearman(np.minimum(predicted, 5.0), truth.min_clearance))
     return {"good": good, "pairs": pairs, "clear_good": clear_good, "geometry": geometry_good,
             "rho": float(np.nanmean(rhos)) if rhos else float("nan"),
             "seconds": float(np.median(seconds)) if seconds else float("nan")}

@@ -448,6 +448,7 @@ def top_down_map(
     robot_size: float = 0.25,
     title: str | None = None,
     return_view: bool = False,
+    counts: bool = True,
 ) -> NDArray | tuple[NDArray, MapView]:
     """The memory and the candidate paths from above, in the map frame: ``uint8 [H, W, 3]`` RGB.
 
@@ -467,7 +468,9 @@ def top_down_map(
     resolution: metres per pixel, coarsened so the long side is at most ``max_size`` pixels.
     A legend band on top (``title``, voxel and path counts, the best path) and a footer with a
     scale bar and colour keys frame the map. With ``return_view``, also returns the
-    :class:`MapView` that maps metres to pixels. Deterministic: same inputs, same pixels.
+    :class:`MapView` that maps metres to pixels. ``counts=False`` leaves the voxel and path counts
+    out of the legend (for maps whose points are not memory voxels). Deterministic: same
+    inputs, same pixels.
     """
     pos = np.zeros((0, 3)) if positions is None else _numpy(positions).astype(np.float64)
     if pos.ndim != 2 or pos.shape[1] != 3:
@@ -566,8 +569,9 @@ def top_down_map(
     img[outside] = bands[outside]
 
     legend = [title] if title else []
-    legend.append(f"voxels {n_vox}")
-    legend.append(f"paths {len(path_xy)}")
+    if counts:
+        legend.append(f"voxels {n_vox}")
+        legend.append(f"paths {len(path_xy)}")
     if best >= 0:
         legend.append(f"best #{best} ({s[best]:.3g})")
     legend.append(f"{res * 100:.3g} cm/px")

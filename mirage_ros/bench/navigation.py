@@ -1,0 +1,886 @@
+"""Does imagination make a robot plan better? Closed-loop navigation in the simulator.
+
+    python -m mirage_ros.bench.navigation [--episodes N]
+        [--planners geometry,memory,imagination,oracle] [--goals pose,image-seen,image-unseen]
+        [--scenes procedural:7,...,pillar_corridor,...]
+        [--mjcf FILE [--start x,y,yaw]] [--device cpu] [--workers K] [--out DIR]
+
+An episode: the robot drives a short look-around tour of a scene (``--tour-frames`` frames, 0.5 s
+apart; every frame goes into its memory), then gets a goal and drives to it. Every
+``--replan`` seconds of simulated time it scores a fan of candidate arcs from its pose (the demo
+planner's fan, ``rollout.local_planner``) with the engine and follows the best one. The episode
+ends when the robot is within the goal radius (0.3 m for a goal pose, 0.5 m for a goal image's
+place), when it collides (the simulator refuses a step that comes closer to an obstacle than
+the robot radius), or at the time limit (10 s plus three times the shortest route at full
+speed). While it drives, the robot keeps observing (a frame every 0.5 s). The simulator waits
+while a decision is made, so every planner gets the same simulated time whatever its speed;
+decision latency is measured and reported separately.
+
+Goals (``--goals``, cycled over episodes): ``pose`` (the planner gets the goal's position), or an
+image only, taken at a place ``image-seen`` earlier in the tour (the very frame) or at a spot
+``image-unseen`` that no tour frame had in view. Goals are 2-5 m of free route from the start,
+along a route at most 1.3 times the straight line (the greedy planner has no global plan: a goal
+behind a wall is beyond it whatever the critics say; ``make demo``'s notes show that).
+
+Planners, on identical episodes (scene, tour, start, goal):
+
+* ``geometry``: path length, turning and distance of the path's end to the goal; no vision.
+  With an image goal it has nothing to go on.
+* ``memory``: the node's critics (goal_pose, goal_image, clearance, path_length, path_turning)
+  on the memory's read along each path with its holes filled by the nearest filled cell; no
+  diffusion (``EngineConfig(imagination="memory")``).
+* ``imagination``: the same critics on the world model's imagination (the product).
+* ``oracle``: the same critics on the simulator's true frames along each path (rendered,
+  encoded, depth reduced to cells like the memory's): the ceiling of these critics.
+
+Per decision, from the same episodes: Spearman's rho between the clearance critic's predicted
+clearance of each candidate and the true clearance from the scene geometry; whether the chosen
+candidate's true path collides; for image goals, the rank given to the candidate whose end is
+nearest the goal. The output ends with one line per planner:
+``<planner>: success <s>/<n>, collisions <c>/<n>, SPL <spl>``.
+Scenes: held-out procedural seeds (``train.episodes.split_of_seed`` gives 'test') and the
+hand-built MJCF scenes in ``mirage_ros/bench/scenes`` that no training script reads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mirage_ros.bench.ranking import spearman
+from mirage_ros.geometry import CameraRig, planar_pose
+from mirage_ros.memory import LatentMemory, reduce_depth
+from mirage_ros.model import WorldModel
+from mirage_ros.rollout import make_critic
+from mirage_ros.rollout.critics import Goal
+from mirage_ros.rollout.engine import EngineConfig, RolloutEngine
+from mirage_ros.rollout.imagination import Imagined
+from mirage_ros.rollout.local_planner import (
+    candidate_fan,
+    predicted_collision,
+    reached,
+    stuck,
+)
+
+PLANNERS = ("geometry", "memory", "imagination", "oracle")
+GOAL_KINDS = ("pose", "image-seen", "image-unseen")
+HAND_BUILT = ("pillar_corridor", "cluttered_room", "narrow_aisles")
+# Held out: train.episodes.split_of_seed(s) == "test" for each (a test checks it).
+PROCEDURAL_SEEDS = (7, 11, 20, 32, 42, 43)
+SCENE_DIR = Path(__file__).resolve().parent / "scenes"
+
+# The node's default critics and weights (config/mirage.yaml); exploration has weight 0 there.
+VISION_CRITICS = (("goal_pose", 1.0), ("goal_image", 1.0), ("clearance", 2.0),
+                  ("path_length", 0.1), ("path_turning", 0.1))
+GEOMETRY_CRITICS = (("goal_pose", 1.0), ("path_length", 0.1), ("path_turning", 0.1))
+
+ROBOT_RADIUS = 0.25
+CONTROL_DT = 0.05  # s, simulation step
+OBSERVE_PERIOD = 0.5  # s between frames written to the memory while driving
+TOUR_DT = 0.5
+POSE_TOLERANCE = 0.3  # m: the demo planner's goal_tolerance
+IMAGE_TOLERANCE = 0.5  # m: a goal image names a place, not a pose
+GOAL_ROUTE = (2.0, 5.0)  # m of free route from the start
+MAX_DETOUR = 1.3  # route / straight line
+CLEARANCE_CAP = 5.0  # m: the clearance critic's max_range; farther ties
+# The demo planner's defaults (config/demo_planner.yaml), and the node's default horizon.
+FAN = dict(num_paths=9, length=1.5, poses=9, max_curvature=1.2, frame_id="map")
+HORIZON = 8
+REPLAN = 1.0  # s of simulated time between decisions (the demo planner's replan_period)
+
+
+# ----------------------------------------------------------------------------- scenes
+
+
+def scene_names(spec: str | None, mjcf: str | None) -> list[str]:
+    """The scene list: ``--mjcf`` alone, else ``--scenes`` (default: held-out procedural seeds
+    and the hand-built scenes), interleaved so that a short run sees both kinds."""
+    if mjcf:
+        return [str(Path(mjcf).resolve())]
+    if spec:
+        return [s.strip() for s in spec.split(",") if s.strip()]
+    procedural = [f"procedural:{s}" for s in PROCEDURAL_SEEDS]
+    out: list[str] = []
+    for i in range(max(len(procedural), len(HAND_BUILT))):
+        out += procedural[i:i + 1] + list(HAND_BUILT[i:i + 1])
+    return out
+
+
+_SCENES: dict[str, object] = {}
+
+
+def load(name: str):
+    """A scene by name: ``procedural:SEED``, a hand-built scene's name, or an MJCF path
+    (cached per process: compiling and rasterising takes a second)."""
+    from mirage_ros.sim.scene import load_scene, procedural_scene
+
+    if name not in _SCENES:
+        if name.startswith("procedural:"):
+            _SCENES[name] = procedural_scene(int(name.split(":", 1)[1]))
+        elif name in HAND_BUILT:
+            _SCENES[name] = load_scene(SCENE_DIR / f"{name}.xml")
+        else:
+            path = Path(name)
+            if not path.is_file():
+                raise ValueError(f"scene {name!r}: not procedural:SEED, not one of "
+                                 f"{', '.join(HAND_BUILT)}, and no such MJCF file")
+            _SCENES[name] = load_scene(path)
+    return _SCENES[name]
+
+
+def _short(name: str) -> str:
+    return Path(name).stem if name.endswith(".xml") else name
+
+
+def scene_style(name: str) -> str:
+    return "procedural" if name.startswith("procedural:") else "hand-built"
+
+
+# ----------------------------------------------------------------------------- episodes
+
+
+@dataclass(frozen=True)
+class Episode:
+    """One navigation task, identical for every planner."""
+
+    index: int
+    scene: str
+    tour_seed: int
+    tour_states: np.ndarray  # [F,3] x, y, yaw every TOUR_DT: what the robot saw first
+    goal_kind: str
+    goal: tuple[float, float, float]  # x, y, yaw (yaw: where a goal image looks)
+    shortest: float  # m, free route from the start to the goal
+    time_limit: float  # s
+
+    @property
+    def start(self) -> tuple[float, float, float]:
+        return tuple(float(v) for v in self.tour_states[-1])
+
+    @property
+    def tolerance(self) -> float:
+        return POSE_TOLERANCE if self.goal_kind == "pose" else IMAGE_TOLERANCE
+
+    def describe(self) -> dict:
+        return {"index": self.index, "scene": _short(self.scene), "style": scene_style(self.scene),
+                "goal_kind": self.goal_kind, "start": [round(v, 3) for v in self.start],
+                "goal": [round(v, 3) for v in self.goal], "shortest": round(self.shortest, 3),
+                "time_limit": round(self.time_limit, 1), "tour_seed": self.tour_seed}
+
+
+def _route_grid(scene):
+    """The grid routes are measured on: the tour pilot's (10 cm cells keeping the smallest
+    clearance of the 5 cm raster they cover)."""
+    return scene.clearance_grid(resolution=0.05).coarsen(2)
+
+
+def _visible_from(points: np.ndarray, cams: np.ndarray, depths: np.ndarray, K: np.ndarray,
+                  max_range: float = 5.0) -> np.ndarray:
+    """Whether each map point ``[P,3]`` is in view, unoccluded, within ``max_range`` in any of
+    the frames (camera poses ``[F,4,4]``, true depth ``[F,H,W]``): ``[P]`` bool."""
+    seen = np.zeros(len(points), dtype=bool)
+    h, w = depths.shape[1:]
+    for T, depth in zip(cams, depths, strict=True):
+        inv = np.linalg.inv(T)
+        p = points @ inv[:3, :3].T + inv[:3, 3]
+        z = p[:, 2]
+        ok = (z > 0.1) & (z < max_range)
+        u = K[0, 0] * p[:, 0] / np.maximum(z, 1e-6) + K[0, 2]
+        v = K[1, 1] * p[:, 1] / np.maximum(z, 1e-6) + K[1, 2]
+        ok &= (u >= 0) & (u < w) & (v >= 0) & (v < h)
+        idx = np.flatnonzero(ok)
+        if len(idx):
+            d = depth[v[idx].astype(int), u[idx].astype(int)]
+            seen[idx[(d == 0) | (d >= z[idx] - 0.15)]] = True
+    return seen
+
+
+def make_episode(index: int, scene_name: str, kind: str, tour_frames: int,
+                 start: Sequence[float] | None = None) -> Episode | None:
+    """The episode ``index`` in ``scene_name`` with a goal of ``kind``; None when the scene has
+    no goal of that kind for this tour (the caller tries the next tour seed)."""
+    from mirage_ros.sim.planning import cost_to_go
+    from mirage_ros.sim.render import Renderer
+    from mirage_ros.sim.tour import tour
+
+    scene = load(scene_name)
+    tour_seed = 1000 * index + 17
+    for attempt in range(6):
+        seed = tour_seed + attempt
+        traj = tour(scene, tour_frames, dt=TOUR_DT, seed=seed, robot_radius=ROBOT_RADIUS,
+                    start=start)
+        episode = _goal_for(index, scene_name, scene, traj, seed, kind, cost_to_go, Renderer)
+        if episode is not None:
+            return episode
+        if start is not None:
+            break
+    return None
+
+
+def _goal_for(index, scene_name, scene, traj, seed, kind, cost_to_go, Renderer) -> Episode | None:
+    rng = np.random.default_rng(seed)
+    grid = _route_grid(scene)
+    sx, sy, _ = (float(v) for v in traj.states[-1])
+    # Free route length from the start to every cell (the field is symmetric).
+    field_ = cost_to_go(grid, (sx, sy), ROBOT_RADIUS + 0.05, comfort_weight=0.0)
+    rig = CameraRig.create()
+
+    def route_ok(xy: np.ndarray) -> np.ndarray:
+        cells = grid.cell_of(xy)
+        rows, cols = grid.shape
+        inside = ((cells[:, 0] >= 0) & (cells[:, 0] < rows)
+                  & (cells[:, 1] >= 0) & (cells[:, 1] < cols))
+        d = np.full(len(xy), np.inf)
+        d[inside] = field_[cells[inside, 0], cells[inside, 1]]
+        straight = np.maximum(np.linalg.norm(xy - np.array([sx, sy]), axis=1), 1e-6)
+        ok = (d >= GOAL_ROUTE[0]) & (d <= GOAL_ROUTE[1]) & (d <= MAX_DETOUR * straight)
+        return d, ok
+
+    if kind == "image-seen":
+        # A place the robot stood earlier in the tour (not the last second of it), looking the
+        # way it looked then: the goal image is exactly a frame it saw.
+        states = traj.states[:-4]
+        d, ok = route_ok(states[:, :2])
+        options = np.flatnonzero(ok)
+        if not len(options):
+            return None
+        i = int(options[rng.integers(len(options))])
+        gx, gy, gyaw = (float(v) for v in states[i])
+        shortest = float(d[i])
+    else:
+        clear = grid.clearance >= ROBOT_RADIUS + 0.3
+        cells = np.argwhere(clear & np.isfinite(field_))
+        if not len(cells):
+            return None
+        xy = grid.center_of(cells)
+        d, ok = route_ok(xy)
+        if kind == "image-unseen":
+            with Renderer(scene, rig.camera) as renderer:
+                cams = rig.cam_to_map(traj.base_to_map())
+                depths = np.stack([renderer.render(T)[1] for T in cams])
+            spots = np.concatenate([xy, np.full((len(xy), 1), 0.3)], axis=1)
+            ok &= ~_visible_from(spots, cams, depths, rig.camera.K)
+        options = np.flatnonzero(ok)
+        if not len(options):
+            return None
+        i = int(options[rng.integers(len(options))])
+        gx, gy = (float(v) for v in xy[i])
+        gyaw = math.atan2(gy - sy, gx - sx)  # the view on arrival from the start's side
+        shortest = float(d[i])
+    limit = 10.0 + 3.0 * shortest / 0.5
+    return Episode(index, scene_name, seed, traj.states.copy(), kind, (gx, gy, gyaw), shortest,
+                   limit)
+
+
+def plan_episodes(n: int, scenes: Sequence[str], kinds: Sequence[str], tour_frames: int,
+                  start: Sequence[float] | None = None) -> list[Episode]:
+    """``n`` episodes: scene ``i % len(scenes)``, goal kind cycled per visit of a scene."""
+    episodes = []
+    for i in range(n):
+        scene = scenes[i % len(scenes)]
+        kind = kinds[(i // len(scenes)) % len(kinds)]
+        episode = make_episode(i, scene, kind, tour_frames, start)
+        if episode is None:
+            raise RuntimeError(f"episode {i}: scene {_short(scene)} has no {kind} goal "
+                               f"{GOAL_ROUTE[0]:g}-{GOAL_ROUTE[1]:g} m of route from the tour's "
+                               "end (tried 6 tours)")
+        episodes.append(episode)
+    return episodes
+
+
+# ----------------------------------------------------------------------------- planners
+
+
+def make_engine(planner: str, model: WorldModel, rig: CameraRig) -> RolloutEngine:
+    critics = GEOMETRY_CRITICS if planner == "geometry" else VISION_CRITICS
+    mode = "memory" if planner == "memory" else "diffusion"
+    device = next(model.parameters()).device
+    return RolloutEngine(model, LatentMemory(channels=model.latent_channels, device=device),
+                         rig.cam_to_base, [(make_critic(n), w) for n, w in critics],
+                         EngineConfig(imagination=mode, robot_radius=ROBOT_RADIUS))
+
+
+@torch.no_grad()
+def oracle_views(engine: RolloutEngine, renderer, paths, horizon: int) -> Imagined:
+    """The simulator's true frames at the camera poses the engine would imagine: depth reduced
+    to cells by the memory's own rule, and the autoencoder's latents of the final views.
+
+    Only the final views are encoded: of the critics the planners run, only ``goal_image``
+    reads latents, and only the last step's (encoding every view was 90% of an oracle
+    decision on the CPU). The other steps' latents are NaN, so a critic that read them would
+    make ``score_paths`` fail loudly rather than score on made-up views."""
+    last = engine.last_view
+    _, cams = engine.camera_poses(paths, horizon, last.cam_to_map)
+    poses = cams[:, 1:].cpu().numpy().reshape(-1, 4, 4)
+    frames = [renderer.render(T) for T in poses]
+    rgb = torch.from_numpy(np.stack([f[0] for f in frames]))
+    depth = torch.from_numpy(np.stack([f[1] for f in frames]))
+    h, w = engine.latent_hw
+    n = len(paths)
+    final = rgb.view(n, horizon, *rgb.shape[1:])[:, -1]
+    encoded = engine.model.encode(final.to(engine.device))
+    latents = torch.full((n, horizon, *encoded.shape[1:]), float("nan"), device=engine.device)
+    latents[:, -1] = encoded
+    cells = reduce_depth(depth, h, w).to(engine.device)
+    return Imagined(latents=latents,
+                    depth=cells.view(n, horizon, h, w),
+                    memory_depth=torch.zeros_like(cells).view(n, horizon, h, w),
+                    mask=torch.zeros(n, horizon, h, w, dtype=torch.bool, device=engine.device),
+                    coverage=torch.ones(n, horizon, device=engine.device))
+
+
+# ----------------------------------------------------------------------------- one episode
+
+
+@dataclass
+class Result:
+    episode: int
+    planner: str
+    outcome: str = "timeout"  # success | collision | timeout
+    seconds: float = 0.0  # simulated
+    driven: float = 0.0  # metres
+    spl: float = 0.0
+    final_distance: float = math.inf
+    latencies: list[float] = field(default_factory=list)  # s per decision
+    rhos: list[float] = field(default_factory=list)  # clearance critic, per decision
+    rhos_unfilled: list[float] = field(default_factory=list)  # memory planner: holes unknown
+    chosen_collides: int = 0  # decisions whose chosen candidate truly collides
+    image_ranks: list[int] = field(default_factory=list)  # 1 = nearest-end candidate ranked best
+    image_candidates: list[int] = field(default_factory=list)
+    driven_xy: list[list[float]] = field(default_factory=list)
+
+    @property
+    def decisions(self) -> int:
+        return len(self.latencies)
+
+
+def _clearance_rho(critic, batch, truth) -> float:
+    predicted = critic.clearance(batch).numpy()
+    return spearman(np.minimum(predicted, CLEARANCE_CAP), np.minimum(truth, CLEARANCE_CAP))
+
+
+def run_episode(episode: Episode, planner: str, model: WorldModel) -> Result:
+    from mirage_ros.sim.render import Renderer
+    from mirage_ros.sim.robot import SimRobot
+    from mirage_ros.sim.truth import fan_truth
+
+    scene = load(episode.scene)
+    rig = CameraRig.create()
+    engine = make_engine(planner, model, rig)
+    clearance = next((c for c, _ in engine.critics if c.name == "clearance"), None)
+    result = Result(episode.index, planner)
+    goal_xy = episode.goal[:2]
+    tour_end = TOUR_DT * (len(episode.tour_states) - 1)
+    sees = planner != "geometry"
+    with Renderer(scene, rig.camera) as renderer:
+
+        def observe(state, stamp: float) -> None:
+            base = planar_pose(*state)
+            rgb, depth = renderer.render(rig.cam_to_map(base))
+            engine.observe(torch.from_numpy(rgb), torch.from_numpy(depth), rig.camera.K,
+                           torch.from_numpy(base), stamp)
+
+        if sees:
+            for i, state in enumerate(episode.tour_states):
+                observe(state, TOUR_DT * i)
+        goal_pose = torch.from_numpy(planar_pose(*episode.goal))
+        if episode.goal_kind == "pose":
+            goal = Goal(pose=goal_pose)
+        else:
+            image, _ = renderer.render(rig.cam_to_map(goal_pose.numpy()))
+            goal = Goal(latent=engine.encode_image(torch.from_numpy(image)))
+        robot = SimRobot(scene, robot_radius=ROBOT_RADIUS, start=episode.start)
+        robot.set_mode("path")
+        t, next_decision, next_observe = 0.0, 0.0, OBSERVE_PERIOD
+        followed_at = None
+        while True:
+            s = robot.state
+            pose = (s.x, s.y, s.yaw)
+            result.driven_xy.append([round(s.x, 3), round(s.y, 3)])
+            if reached(pose, goal_xy, episode.tolerance):
+                result.outcome = "success"
+                break
+            if t >= episode.time_limit - 1e-9:
+                result.outcome = "timeout"
+                break
+            if t >= next_decision - 1e-9:
+                next_decision += REPLAN
+                known_goal = goal_xy if episode.goal_kind == "pose" else None
+                turn = followed_at is not None and stuck(followed_at, pose)
+                t0 = time.perf_counter()
+                while True:  # at most twice: see local_planner.predicted_collision
+                    paths, _ = candidate_fan(pose, known_goal, turn_round=turn, **FAN)
+                    views = oracle_views(engine, renderer, paths, HORIZON) \
+                        if planner == "oracle" else None
+                    out = engine.score(paths, HORIZON, goal, views=views)
+                    table = out.table
+                    if len(paths) > FAN["num_paths"] or not predicted_collision(
+                            table.names, table.costs[table.best_index]):
+                        break
+                    turn = True
+                result.latencies.append(time.perf_counter() - t0)
+                best = out.table.best_index
+                truth = fan_truth(scene, paths, ROBOT_RADIUS)
+                result.chosen_collides += int(truth.collides[best])
+                if clearance is not None:
+                    result.rhos.append(_clearance_rho(clearance, out.batch, truth.min_clearance))
+                    if planner == "memory":
+                        im = out.imagined
+                        known = torch.where(im.mask, im.memory_depth,
+                                            torch.zeros_like(im.memory_depth))
+                        batch = dataclasses.replace(out.batch, depth=known)
+                        result.rhos_unfilled.append(
+                            _clearance_rho(clearance, batch, truth.min_clearance))
+                if episode.goal_kind != "pose":
+                    ends = np.stack([p.positions[-1, :2] for p in paths])
+                    nearest = int(np.argmin(np.linalg.norm(ends - np.array(goal_xy), axis=1)))
+                    result.image_ranks.append(int(np.flatnonzero(out.table.order() == nearest)[0])
+                                              + 1)
+                    result.image_candidates.append(len(paths))
+                robot.follow(paths[best].positions[:, :2])
+                followed_at = pose
+            if sees and t >= next_observe - 1e-9:
+                next_observe += OBSERVE_PERIOD
+                observe(pose, tour_end + t)
+            step = robot.step(CONTROL_DT, t)
+            t += CONTROL_DT
+            moved = math.hypot(step.state.x - s.x, step.state.y - s.y)
+            result.driven += moved
+            if step.collided:
+                result.outcome = "collision"
+                result.driven_xy.append([round(robot.state.x, 3), round(robot.state.y, 3)])
+                break
+    s = robot.state
+    result.seconds = round(t, 2)
+    result.final_distance = math.hypot(s.x - goal_xy[0], s.y - goal_xy[1])
+    if result.outcome == "success":
+        result.spl = episode.shortest / max(result.driven, episode.shortest)
+    return result
+
+
+
+# ----------------------------------------------------------------------------- statistics
+
+
+def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95% Wilson score interval of a proportion ``k / n``."""
+    if n == 0:
+        return (float("nan"), float("nan"))
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def mean_ci(values: Sequence[float], z: float = 1.96) -> tuple[float, float]:
+    """Mean and the half-width of its normal 95% interval (0 for fewer than two values)."""
+    v = np.asarray([x for x in values if np.isfinite(x)], dtype=np.float64)
+    if len(v) == 0:
+        return float("nan"), float("nan")
+    half = z * v.std(ddof=1) / math.sqrt(len(v)) if len(v) > 1 else 0.0
+    return float(v.mean()), float(half)
+
+
+def summarize(results: Sequence[Result]) -> dict:
+    n = len(results)
+    ok = sum(r.outcome == "success" for r in results)
+    hits = sum(r.outcome == "collision" for r in results)
+    spl, spl_half = mean_ci([r.spl for r in results])
+    latencies = [x for r in results for x in r.latencies]
+    rhos = [x for r in results for x in r.rhos if np.isfinite(x)]
+    unfilled = [x for r in results for x in r.rhos_unfilled if np.isfinite(x)]
+    ranks = [x for r in results for x in r.image_ranks]
+    decisions = sum(r.decisions for r in results)
+    return {
+        "episodes": n, "success": ok, "success_ci": wilson(ok, n),
+        "collisions": hits, "collision_ci": wilson(hits, n),
+        "spl": spl, "spl_ci": spl_half,
+        "latency_median": float(np.median(latencies)) if latencies else float("nan"),
+        "latency_mean": float(np.mean(latencies)) if latencies else float("nan"),
+        "decisions": decisions,
+        "chosen_collides": sum(r.chosen_collides for r in results),
+        "rho": float(np.mean(rhos)) if rhos else float("nan"), "rho_decisions": len(rhos),
+        "rho_unfilled": float(np.mean(unfilled)) if unfilled else float("nan"),
+        "image_rank_mean": float(np.mean(ranks)) if ranks else float("nan"),
+        "image_rank_top1": float(np.mean([x == 1 for x in ranks])) if ranks else float("nan"),
+    }
+
+
+def summary_line(planner: str, s: dict) -> str:
+    return (f"{planner}: success {s['success']}/{s['episodes']}, collisions "
+            f"{s['collisions']}/{s['episodes']}, SPL {s['spl']:.3f}")
+
+
+def detail_line(planner: str, s: dict) -> str:
+    lo, hi = s["success_ci"]
+    clo, chi = s["collision_ci"]
+    parts = [f"{planner:>11}: success {s['success']}/{s['episodes']} "
+             f"[{lo:.2f}, {hi:.2f}], collisions {s['collisions']}/{s['episodes']} "
+             f"[{clo:.2f}, {chi:.2f}], SPL {s['spl']:.3f} +- {s['spl_ci']:.3f}, decision "
+             f"latency median {1e3 * s['latency_median']:.0f} ms (mean "
+             f"{1e3 * s['latency_mean']:.0f}), {s['decisions']} decisions, chosen path truly "
+             f"collides in {s['chosen_collides']}"]
+    if s["rho_decisions"]:
+        parts.append(f", clearance rho {s['rho']:.2f}")
+        if np.isfinite(s["rho_unfilled"]):
+            parts.append(f" (holes left unknown: {s['rho_unfilled']:.2f})")
+    if np.isfinite(s["image_rank_mean"]):
+        parts.append(f", image goals: nearest-end candidate ranked {s['image_rank_mean']:.1f} "
+                     f"on average, first in {100 * s['image_rank_top1']:.0f}%")
+    return "".join(parts)
+
+
+# ----------------------------------------------------------------------------- pictures
+
+
+def _scene_points(scene) -> np.ndarray:
+    """Obstacle and floor cells of a scene as map points for ``figures.top_down_map``:
+    obstacles at 0.5 m (coloured by height), free floor at 0 (light grey)."""
+    grid = scene.clearance_grid(resolution=0.05)
+    rows, cols = np.indices(grid.shape)
+    xy = grid.center_of(np.stack([rows.ravel(), cols.ravel()], 1))
+    z = np.where(grid.clearance.ravel() < 0.03, 0.5, 0.0)
+    return np.concatenate([xy, z[:, None]], 1)
+
+
+_OUTCOME_COLORS = {"success": (34, 185, 58), "collision": (215, 38, 38),
+                   "timeout": (242, 150, 22)}
+
+
+def episode_panel(episode: Episode, result: Result, size: int = 400) -> np.ndarray:
+    """One episode from above: obstacles (blue), floor (grey), the tour (thin white), the drive
+    (green: arrived, red: collided, orange: out of time) from its start (dot) to where it ended
+    (robot arrow), and the goal (star)."""
+    import cv2
+
+    from mirage_ros.rollout.figures import auto_extent, top_down_map
+
+    scene = load(episode.scene)
+    driven = np.asarray(result.driven_xy, dtype=np.float64).reshape(-1, 2)
+    extent = auto_extent(episode.tour_states[:, :2], driven, np.array([episode.goal[:2]]),
+                         margin=1.0)
+    span = max(extent[1] - extent[0], extent[3] - extent[2])
+    title = (f"#{episode.index} {_short(episode.scene)}, {episode.goal_kind}: "
+             f"{result.outcome} {result.seconds:.0f} s")
+    img, view = top_down_map(_scene_points(scene), goal=episode.goal[:2], extent=extent,
+                             resolution=span / size, max_size=size, voxel_size=0.05,
+                             title=title, return_view=True, counts=False)
+
+    def line(xy: np.ndarray, color, thickness: int) -> None:
+        pts = np.round((view.continuous(xy) - 0.5) * 16).astype(np.int32).reshape(-1, 1, 2)
+        cv2.polylines(img, [pts], False, (0, 0, 0), thickness + 2, cv2.LINE_AA, shift=4)
+        cv2.polylines(img, [pts], False, color, thickness, cv2.LINE_AA, shift=4)
+
+    line(episode.tour_states[:, :2], (255, 255, 255), 1)
+    if len(driven):
+        line(driven, _OUTCOME_COLORS.get(result.outcome, (128, 128, 128)), 3)
+        start = np.round(view.continuous(driven[0]) - 0.5).astype(int)
+        cv2.circle(img, tuple(int(v) for v in start), 5, (0, 0, 0), -1, cv2.LINE_AA)
+        cv2.circle(img, tuple(int(v) for v in start), 4, (40, 110, 255), -1, cv2.LINE_AA)
+        end = np.round(view.continuous(driven[-1]) - 0.5).astype(int)
+        cv2.drawMarker(img, tuple(int(v) for v in end), (0, 0, 0), cv2.MARKER_TILTED_CROSS,
+                       14, 3, cv2.LINE_AA)
+    return img
+
+
+def planner_figure(episodes: Sequence[Episode], results: Sequence[Result], planner: str,
+                   indices: Sequence[int]) -> np.ndarray:
+    panels = []
+    by_index = {r.episode: r for r in results if r.planner == planner}
+    for i in indices:
+        panels.append(episode_panel(episodes[i], by_index[i]))
+    height = max(p.shape[0] for p in panels)
+    width = max(p.shape[1] for p in panels)
+    tiles = [np.pad(p, ((0, height - p.shape[0]), (0, width - p.shape[1]), (0, 0)),
+                    constant_values=255) for p in panels]
+    while len(tiles) % 3:
+        tiles.append(np.full_like(tiles[0], 255))
+    rows = [np.concatenate(tiles[i:i + 3], 1) for i in range(0, len(tiles), 3)]
+    return np.concatenate(rows, 0)
+
+
+def figure_episodes(episodes: Sequence[Episode], results: Sequence[Result],
+                    k: int = 6) -> list[int]:
+    """Up to ``k`` episodes to draw for every planner: first those where the planners'
+    outcomes differ (the interesting ones), then successes and failures alike."""
+    outcomes: dict[int, set[str]] = {}
+    for r in results:
+        outcomes.setdefault(r.episode, set()).add(r.outcome)
+    differ = [e.index for e in episodes if len(outcomes.get(e.index, ())) > 1]
+    rest = [e.index for e in episodes if e.index not in differ]
+    return sorted((differ + rest)[:k])
+
+
+# ----------------------------------------------------------------------------- NWM's protocol
+
+# Candidate trajectories of the offline protocol: arcs of these lengths and curvatures, and
+# turns on the spot by these angles (a tour looks around on the spot now and then).
+OFFLINE_LENGTHS = (0.25, 0.5, 1.0, 1.5, 2.0)
+OFFLINE_CURVATURES = tuple(np.linspace(-1.2, 1.2, 9))
+OFFLINE_SPINS = (-2.4, -1.6, -0.8, 0.8, 1.6, 2.4)
+OFFLINE_TOUR = 48  # frames of each held-out tour
+
+
+def _trajectory(start: Sequence[float], length: float, curvature: float, spin: float,
+                k: int) -> np.ndarray:
+    """``[k + 1, 3]`` poses (x, y, yaw) at equal progress along an arc of ``length`` and
+    ``curvature`` (or, for a length of 0, a turn on the spot by ``spin``)."""
+    x, y, yaw = start
+    f = np.linspace(0.0, 1.0, k + 1)
+    if length == 0.0:
+        return np.stack([np.full(k + 1, x), np.full(k + 1, y), yaw + spin * f], 1)
+    s = length * f
+    if abs(curvature) < 1e-9:
+        return np.stack([x + s * math.cos(yaw), y + s * math.sin(yaw), np.full(k + 1, yaw)], 1)
+    heading = yaw + curvature * s
+    return np.stack([x + (np.sin(heading) - math.sin(yaw)) / curvature,
+                     y - (np.cos(heading) - math.cos(yaw)) / curvature, heading], 1)
+
+
+def _candidate(poses: np.ndarray):
+    from mirage_ros.rollout.paths import CandidatePath
+
+    yaw = poses[:, 2]
+    quat = np.stack([np.zeros_like(yaw), np.zeros_like(yaw), np.sin(yaw / 2), np.cos(yaw / 2)], 1)
+    xyz = np.concatenate([poses[:, :2], np.zeros((len(poses), 1))], 1)
+    return CandidatePath("map", xyz, quat, np.zeros(len(poses)))
+
+
+def trajectory_errors(predicted: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
+    """ATE (mean position error, m) and RPE (mean translation error of the relative motion
+    between consecutive poses, each in its own previous pose's frame, m) of ``[k+1, 3]``
+    (x, y, yaw) poses against the truth's, pose for pose."""
+    ate = float(np.linalg.norm(predicted[1:, :2] - truth[1:, :2], axis=1).mean())
+    a, b = planar_pose(*predicted.T), planar_pose(*truth.T)
+    errors = []
+    for i in range(1, len(truth)):
+        da = np.linalg.inv(a[i - 1]) @ a[i]
+        db = np.linalg.inv(b[i - 1]) @ b[i]
+        errors.append(float(np.linalg.norm((np.linalg.inv(db) @ da)[:2, 3])))
+    return ate, float(np.mean(errors))
+
+
+def offline_protocol(cases: int, scenes: Sequence[str], model: WorldModel, log=print) -> dict:
+    """Navigation World Models' offline ranking on held-out tours: from the frame at ``t`` and
+    a goal image ``k`` = 4-8 frames (2-4 s) later, pick the best of the candidate trajectories
+    by the ``goal_image`` critic and compare it with the true trajectory (ATE, RPE), beside
+    driving straight on at the tour's mean speed so far and the candidate nearest the truth."""
+    from mirage_ros.sim.render import Renderer
+    from mirage_ros.sim.tour import tour
+
+    rig = CameraRig.create()
+    device = next(model.parameters()).device
+    rows: dict[str, list[tuple[float, float]]] = {}
+    seconds: dict[str, list[float]] = {}
+    for c in range(cases):
+        name = scenes[c % len(scenes)]
+        scene = load(name)
+        rng = np.random.default_rng(9000 + c)
+        traj = tour(scene, OFFLINE_TOUR, dt=TOUR_DT, seed=9000 + c, robot_radius=ROBOT_RADIUS)
+        k = int(rng.integers(4, 9))
+        t = int(rng.integers(16, OFFLINE_TOUR - k))
+        truth = traj.states[t:t + k + 1].copy()
+        truth[:, 2] = truth[0, 2] + np.unwrap(truth[:, 2] - truth[0, 2])
+        engine = RolloutEngine(model, LatentMemory(channels=model.latent_channels, device=device),
+                               rig.cam_to_base, [(make_critic("goal_image"), 1.0)],
+                               EngineConfig(robot_radius=ROBOT_RADIUS))
+        with Renderer(scene, rig.camera) as renderer:
+            for i in range(t + 1):
+                base = planar_pose(*traj.states[i])
+                rgb, depth = renderer.render(rig.cam_to_map(base))
+                engine.observe(torch.from_numpy(rgb), torch.from_numpy(depth), rig.camera.K,
+                               torch.from_numpy(base), TOUR_DT * i)
+            goal_rgb, _ = renderer.render(rig.cam_to_map(planar_pose(*traj.states[t + k])))
+            goal = Goal(latent=engine.encode_image(torch.from_numpy(goal_rgb)))
+            start = truth[0]
+            options = [_trajectory(start, L, kappa, 0.0, k) for L in OFFLINE_LENGTHS
+                       for kappa in OFFLINE_CURVATURES]
+            options += [_trajectory(start, 0.0, 0.0, a, k) for a in OFFLINE_SPINS]
+            paths = [_candidate(o) for o in options]
+            horizon = 11  # covers the longest, tightest arc at the engine's step length
+            picks = {}
+            for mode in ("imagination", "memory", "oracle"):
+                engine.config = dataclasses.replace(
+                    engine.config, imagination="memory" if mode == "memory" else "diffusion")
+                t0 = time.perf_counter()
+                views = oracle_views(engine, renderer, paths, horizon) if mode == "oracle" \
+                    else None
+                picks[mode] = engine.score(paths, horizon, goal, views=views).table.best_index
+                seconds.setdefault(mode, []).append(time.perf_counter() - t0)
+        speed = float(np.linalg.norm(np.diff(traj.states[:t + 1, :2], axis=0), axis=1).sum()
+                      / max(TOUR_DT * t, 1e-6))
+        errors = {mode: trajectory_errors(options[i], truth) for mode, i in picks.items()}
+        errors["straight line"] = trajectory_errors(
+            _trajectory(start, speed * TOUR_DT * k, 0.0, 0.0, k), truth)
+        nearest = min(range(len(options)), key=lambda i: trajectory_errors(options[i], truth)[0])
+        errors["nearest candidate"] = trajectory_errors(options[nearest], truth)
+        for mode, e in errors.items():
+            rows.setdefault(mode, []).append(e)
+        log(f"offline case {c:3d} {_short(name):>16} t={t:2d} k={k}: " + ", ".join(
+            f"{m} {e[0]:.2f}/{e[1]:.2f}" for m, e in errors.items()) + " (ATE/RPE m)")
+    return {mode: {"ate": float(np.mean([e[0] for e in v])),
+                   "ate_ci": mean_ci([e[0] for e in v])[1],
+                   "rpe": float(np.mean([e[1] for e in v])),
+                   "rpe_ci": mean_ci([e[1] for e in v])[1],
+                   "seconds": float(np.median(seconds[mode])) if mode in seconds else None,
+                   "cases": len(v)} for mode, v in rows.items()}
+
+
+# ----------------------------------------------------------------------------- running
+
+
+def _worker_init(device: str, checkpoint: str | None, threads: int) -> None:
+    torch.set_num_threads(threads)
+    global _MODEL
+    _MODEL = (WorldModel.load(checkpoint, device) if checkpoint else WorldModel.default(device))
+
+
+_MODEL: WorldModel | None = None
+
+
+def _run(job: tuple[Episode, str]) -> Result:
+    episode, planner = job
+    return run_episode(episode, planner, _MODEL)
+
+
+def run_all(episodes: Sequence[Episode], planners: Sequence[str], device: str,
+            checkpoint: str | None, workers: int, log=print) -> list[Result]:
+    jobs = [(e, p) for p in planners for e in episodes]
+    results = []
+
+    def report(r: Result) -> None:
+        e = episodes[r.episode]
+        rho = f", rho {np.nanmean(r.rhos):.2f}" if r.rhos else ""
+        log(f"episode {r.episode:3d} {_short(e.scene):>16} {e.goal_kind:>12} {r.planner:>11}: "
+            f"{r.outcome:9} after {r.seconds:5.1f} s, {r.driven:4.1f} m driven "
+            f"(route {e.shortest:.1f} m), {r.final_distance:.2f} m from the goal, "
+            f"{r.decisions} decisions, median {1e3 * np.median(r.latencies):.0f} ms{rho}")
+
+    if workers <= 1:
+        _worker_init(device, checkpoint, torch.get_num_threads())
+        for job in jobs:
+            results.append(_run(job))
+            report(results[-1])
+        return results
+    import multiprocessing as mp
+
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    with mp.get_context("spawn").Pool(workers, _worker_init,
+                                      (device, checkpoint, threads)) as pool:
+        for r in pool.imap_unordered(_run, jobs):
+            results.append(r)
+            report(r)
+    results.sort(key=lambda r: (planners.index(r.planner), r.episode))
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--episodes", type=int, default=9)
+    p.add_argument("--planners", default=",".join(PLANNERS))
+    p.add_argument("--goals", default=",".join(GOAL_KINDS),
+                   help=f"goal kinds cycled over episodes, from {', '.join(GOAL_KINDS)}")
+    p.add_argument("--scenes", help="comma-separated: procedural:SEED, "
+                   f"{', '.join(HAND_BUILT)} or MJCF paths (default: held-out seeds "
+                   f"{', '.join(map(str, PROCEDURAL_SEEDS))} and the hand-built scenes)")
+    p.add_argument("--mjcf", help="one MJCF scene of your own instead of --scenes")
+    p.add_argument("--start", help="x,y,yaw where the tour starts in --mjcf (default: a free "
+                   "spot inside the building)")
+    p.add_argument("--tour-frames", type=int, default=24)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--checkpoint", help="world model weights (default: the shipped ones)")
+    p.add_argument("--workers", type=int, default=1, help="episodes run in this many processes")
+    p.add_argument("--out", help="directory for results.json and one PNG per planner")
+    p.add_argument("--offline-cases", type=int, default=0,
+                   help="also run Navigation World Models' offline protocol on this many "
+                   "held-out tours (start frame, goal image 4-8 frames ahead)")
+    args = p.parse_args(argv)
+    planners = [s.strip() for s in args.planners.split(",") if s.strip()]
+    kinds = [s.strip() for s in args.goals.split(",") if s.strip()]
+    bad = [x for x in planners if x not in PLANNERS] + [x for x in kinds if x not in GOAL_KINDS]
+    if bad or not planners or not kinds or args.episodes < 1:
+        p.error(f"unknown planner or goal kind {bad}; planners: {', '.join(PLANNERS)}; goals: "
+                f"{', '.join(GOAL_KINDS)}; --episodes >= 1")
+    if args.start and not args.mjcf:
+        p.error("--start needs --mjcf")
+    start = None
+    if args.start:
+        try:
+            start = [float(v) for v in args.start.split(",")]
+        except ValueError:
+            start = []
+        if len(start) != 3 or not all(math.isfinite(v) for v in start):
+            p.error(f"--start must be x,y,yaw, got {args.start!r}")
+    scenes = scene_names(args.scenes, args.mjcf)
+    for name in scenes:
+        load(name)  # a bad scene fails here, before any episode runs
+    t0 = time.perf_counter()
+    episodes = plan_episodes(args.episodes, scenes, kinds, args.tour_frames, start)
+    print(f"{len(episodes)} episodes over {len(scenes)} scenes planned in "
+          f"{time.perf_counter() - t0:.1f} s", flush=True)
+    results = run_all(episodes, planners, args.device, args.checkpoint, args.workers,
+                      log=lambda line: print(line, flush=True))
+    summaries = {pl: summarize([r for r in results if r.planner == pl]) for pl in planners}
+    groups = {}
+    for style in ("procedural", "hand-built"):
+        for kind in kinds:
+            ids = {e.index for e in episodes if scene_style(e.scene) == style
+                   and e.goal_kind == kind}
+            if ids:
+                groups[f"{style}, {kind}"] = {
+                    pl: summarize([r for r in results if r.planner == pl and r.episode in ids])
+                    for pl in planners}
+    print()
+    for name, per in groups.items():
+        print(f"{name} ({per[planners[0]]['episodes']} episodes):")
+        for pl in planners:
+            print("  " + summary_line(pl, per[pl]))
+    print("\nall episodes, 95% intervals:")
+    for pl in planners:
+        print(detail_line(pl, summaries[pl]))
+    offline = None
+    if args.offline_cases > 0:
+        model = WorldModel.load(args.checkpoint, args.device) if args.checkpoint \
+            else WorldModel.default(args.device)
+        offline = offline_protocol(args.offline_cases, scenes, model,
+                                   log=lambda line: print(line, flush=True))
+        count = len(OFFLINE_LENGTHS) * len(OFFLINE_CURVATURES) + len(OFFLINE_SPINS)
+        print(f"\nNavigation World Models' offline protocol, {args.offline_cases} held-out tour "
+              f"cases, best of {count} candidates by goal_image:")
+        for mode, r in offline.items():
+            took = f", {1e3 * r['seconds']:.0f} ms per ranking" if r["seconds"] else ""
+            print(f"  {mode:>17}: ATE {r['ate']:.2f} +- {r['ate_ci']:.2f} m, RPE "
+                  f"{r['rpe']:.2f} +- {r['rpe_ci']:.2f} m{took}")
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        record = {"episodes": [e.describe() for e in episodes], "offline": offline,
+                  "results": [dataclasses.asdict(r) for r in results],
+                  "summary": summaries, "groups": groups,
+                  "settings": {"fan": FAN, "horizon": HORIZON, "replan": REPLAN,
+                               "robot_radius": ROBOT_RADIUS, "tour_frames": args.tour_frames,
+                               "device": args.device}}
+        (out / "results.json").write_text(json.dumps(record, indent=1, default=float))
+        from mirage_ros.rollout.figures import save_png
+
+        chosen = figure_episodes(episodes, results)
+        for pl in planners:
+            path = save_png(out / f"paths_{pl}.png", planner_figure(episodes, results, pl, chosen))
+            print(f"wrote {path}")
+    print()
+    for pl in planners:
+        print(summary_line(pl, summaries[pl]))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,195 @@
+"""The planning benchmark and what it adds to the core: memory-only recall, the planner's
+escape rule, the hand-built scenes, and a short closed-loop run of the CLI."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from mirage_ros.geometry import CameraRig, planar_pose
+from mirage_ros.memory import LatentMemory
+from mirage_ros.memory.fill import fill_nearest
+from mirage_ros.memory.synthetic import Room, pinhole, ray_depth
+from mirage_ros.model import WorldModel
+from mirage_ros.rollout import arc_fan, make_critic
+from mirage_ros.rollout.engine import EngineConfig, RolloutEngine
+from mirage_ros.rollout.imagination import recall_paths
+from mirage_ros.rollout.local_planner import candidate_fan, predicted_collision
+
+REPO = Path(__file__).resolve().parents[1]
+FAN = dict(num_paths=5, length=1.5, poses=9, max_curvature=1.2, frame_id="map")
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.set_num_threads(2)
+    return WorldModel.default()
+
+
+# ------------------------------------------------------------------------- core additions
+
+
+def test_fill_nearest_copies_the_nearest_filled_cell_for_latents_and_depth():
+    depth = torch.tensor([[[1.0, 0.0, 0.0, 4.0]]])  # [1,1,4]
+    mask = depth > 0
+    filled = fill_nearest(depth, mask)
+    assert filled.tolist() == [[[1.0, 1.0, 4.0, 4.0]]]  # cell 1 ties? no: 1 from 0, 2 from 3
+    latent = torch.arange(8.0).view(1, 2, 1, 4)
+    out = fill_nearest(latent, mask)
+    assert out[0, :, 0].tolist() == [[0.0, 0.0, 3.0, 3.0], [4.0, 4.0, 7.0, 7.0]]
+    empty = torch.zeros(1, 1, 4, dtype=torch.bool)
+    assert torch.equal(fill_nearest(depth, empty), depth)  # nothing to copy from
+    with pytest.raises(ValueError, match="must match"):
+        fill_nearest(depth, mask[..., :3])
+
+
+def _room_engine(model, mode: str) -> RolloutEngine:
+    memory = LatentMemory(channels=model.latent_channels)
+    critics = [(make_critic("clearance"), 2.0), (make_critic("goal_pose"), 1.0)]
+    engine = RolloutEngine(model, memory, CameraRig.create().cam_to_base, critics,
+                           EngineConfig(imagination=mode))
+    room = Room()
+    h, w = 96, 128
+    K = pinhole(60.0, h, w)
+    for i, yaw in enumerate((0.0, 0.6, -0.6)):
+        base = planar_pose(0.0, 0.0, yaw)
+        cam = torch.from_numpy(base) @ engine.cam_to_base
+        depth = ray_depth(cam[None], K, (h, w), room)[0]
+        shade = (255 * torch.exp(-depth / 4.0)).clamp(0, 255).to(torch.uint8)
+        engine.observe(shade[..., None].expand(-1, -1, 3).contiguous(), depth, K,
+                       torch.from_numpy(base), float(i))
+    return engine
+
+
+def test_memory_only_imagination_is_the_filled_read_and_writes_nothing(model):
+    engine = _room_engine(model, "memory")
+    size = len(engine.memory)
+    fan = arc_fan(3, length=1.0, poses=5)
+    out = engine.score(fan, 4)
+    assert len(engine.memory) == size
+    im = out.imagined
+    assert im.latents.shape == (3, 4, model.latent_channels, 16, 16)
+    _, cams = engine.camera_poses(fan, 4, engine.last_view.cam_to_map)
+    view = engine.memory.read(cams[:, 1:].reshape(-1, 4, 4), engine.last_view.K_latent.cpu(),
+                              (16, 16))
+    assert torch.equal(im.mask.reshape(-1, 16, 16), view.mask)
+    assert 0.2 < float(im.coverage.mean()) < 1.0  # holes to fill, and something to fill from
+    filled = fill_nearest(view.depth, view.mask)
+    torch.testing.assert_close(im.merged_depth().reshape(-1, 16, 16), filled)
+    torch.testing.assert_close(im.latents.reshape(-1, *im.latents.shape[2:]),
+                               fill_nearest(view.latent, view.mask))
+    # the same thing through the function the engine calls
+    again = recall_paths(engine.memory, engine.last_view.K_latent, cams, (16, 16))
+    assert torch.equal(again.latents, im.latents)
+    # and it differs from what the diffusion model imagines on the same memory
+    imagined = _room_engine(model, "diffusion").score(fan, 4).imagined
+    assert not torch.allclose(imagined.latents, im.latents)
+
+
+def test_engine_config_names_the_imagination_modes():
+    with pytest.raises(ValueError, match="imagination must be one of diffusion, memory"):
+        EngineConfig(imagination="dream")
+
+
+def test_a_goal_without_a_position_offers_arcs_that_turn_round():
+    pose = (0.0, 0.0, 0.0)
+    assert len(candidate_fan(pose, (3.0, 0.0), **FAN)[0]) == 5
+    paths, labels = candidate_fan(pose, None, **FAN)
+    assert len(paths) == 12 and labels[-1].startswith("turn round")
+
+
+def test_predicted_collision_reads_the_clearance_cost_above_its_ramp():
+    names = ("goal_pose", "clearance", "path_length")
+    assert predicted_collision(names, (3.0, 10.0, 1.5))
+    assert not predicted_collision(names, (30.0, 1.0, 1.5))  # the ramp's top is not a hit
+    assert not predicted_collision(("goal_pose",), (30.0,))  # nothing predicts collisions
+    with pytest.raises(ValueError):
+        predicted_collision(names, (1.0, 2.0))
+
+
+# ------------------------------------------------------------------------- the benchmark
+
+
+def test_benchmark_scenes_are_held_out_and_load():
+    from mirage_ros.bench import navigation as nav
+    from mirage_ros.train.episodes import split_of_seed
+
+    assert all(split_of_seed(s) == "test" for s in nav.PROCEDURAL_SEEDS)
+    for name in nav.HAND_BUILT:
+        scene = nav.load(name)
+        # Tours have an inside to stay in: the hand-built scenes are walled in.
+        from mirage_ros.sim.tour import TourPilot
+
+        pilot = TourPilot(scene, np.random.default_rng(0))
+        pilot.start()
+        assert pilot.region_enclosed, name
+    # No training or data code knows the hand-built scenes.
+    train = "".join(p.read_text() for p in (REPO / "mirage_ros" / "train").glob("*.py"))
+    assert "bench" not in train and ".xml" not in train
+    assert not any(name in train for name in nav.HAND_BUILT)
+
+
+def test_visibility_sees_what_is_in_front_and_not_behind_a_wall():
+    from mirage_ros.bench.navigation import _visible_from
+
+    K = np.array([[50.0, 0, 50.0], [0, 50.0, 50.0], [0, 0, 1]])
+    cam = np.eye(4)  # optical frame = map: looking along +z
+    depth = np.full((1, 100, 100), 2.0, dtype=np.float32)  # a wall 2 m ahead
+    points = np.array([[0.0, 0.0, 1.0],   # in front of the wall
+                       [0.0, 0.0, 3.0],   # behind it
+                       [0.0, 0.0, -1.0],  # behind the camera
+                       [5.0, 0.0, 1.0]])  # outside the view
+    assert _visible_from(points, cam[None], depth, K).tolist() == [True, False, False, False]
+
+
+def test_episodes_are_reproducible_and_goals_obey_the_rules():
+    from mirage_ros.bench import navigation as nav
+
+    a = nav.plan_episodes(2, ["procedural:7", "narrow_aisles"], ["pose", "image-unseen"], 12)
+    b = nav.plan_episodes(2, ["procedural:7", "narrow_aisles"], ["pose", "image-unseen"], 12)
+    for x, y in zip(a, b, strict=True):
+        assert x.describe() == y.describe()
+        assert nav.GOAL_ROUTE[0] <= x.shortest <= nav.GOAL_ROUTE[1]
+        straight = math.dist(x.start[:2], x.goal[:2])
+        assert x.shortest <= nav.MAX_DETOUR * straight + 0.2  # cells are 10 cm
+    unseen = nav.make_episode(5, "narrow_aisles", "image-unseen", 12)
+    assert unseen.goal_kind == "image-unseen"
+
+
+def test_geometry_planner_runs_are_deterministic(model):
+    from mirage_ros.bench import navigation as nav
+
+    episode = nav.plan_episodes(1, ["cluttered_room"], ["pose"], 12)[0]
+    a = nav.run_episode(episode, "geometry", model)
+    b = nav.run_episode(episode, "geometry", model)
+    assert (a.outcome, a.seconds, a.driven_xy) == (b.outcome, b.seconds, b.driven_xy)
+    assert a.decisions >= 1 and a.outcome in ("success", "collision", "timeout")
+
+
+def test_the_cli_runs_every_planner_on_the_same_episode_and_ends_with_one_line_each(tmp_path):
+    cmd = [sys.executable, "-m", "mirage_ros.bench.navigation", "--episodes", "1",
+           "--scenes", "procedural:7", "--goals", "pose", "--tour-frames", "16",
+           "--out", str(tmp_path)]
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=REPO)
+    assert run.returncode == 0, run.stderr[-3000:]
+    lines = run.stdout.strip().splitlines()[-4:]
+    for line, planner in zip(lines, ("geometry", "memory", "imagination", "oracle"),
+                             strict=True):
+        assert re.fullmatch(rf"{planner}: success [01]/1, collisions [01]/1, SPL \d\.\d{{3}}",
+                            line), line
+    record = json.loads((tmp_path / "results.json").read_text())
+    assert len(record["episodes"]) == 1 and len(record["results"]) == 4
+    by = {r["planner"]: r for r in record["results"]}
+    # The oracle's clearance is the true depth's: its ranking must follow the truth.
+    assert np.nanmean(by["oracle"]["rhos"]) > 0.6
+    assert by["geometry"]["rhos"] == []  # no clearance critic, no ranking to measure
+    for planner in by:
+        assert (tmp_path / f"paths_{planner}.png").stat().st_size > 1000
