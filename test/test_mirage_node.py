@@ -178,6 +178,7 @@ def test_node_exits_cleanly_on_sigint():
     (["-p", "camera_to_base:=[0.0,0.0,0.5]"], "camera_to_base must be [x, y, z, qx, qy"),
     (["-p", "clearance.min_points:=2.5"],
      "'clearance.min_points' to '2.5' of type 'DOUBLE', expecting type 'INTEGER'"),
+    (["-p", "imagination:=dream"], "imagination must be one of diffusion, memory"),
 ])
 def test_invalid_parameter_stops_the_node_with_a_message(args, message):
     with node_process("mirage_ros.ros.mirage_node", args) as proc:

@@ -49,6 +49,7 @@ import dataclasses
 import json
 import math
 import os
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -171,10 +172,18 @@ class Episode:
         return POSE_TOLERANCE if self.goal_kind == "pose" else IMAGE_TOLERANCE
 
     def describe(self) -> dict:
-        return {"index": self.index, "scene": _short(self.scene), "style": scene_style(self.scene),
-                "goal_kind": self.goal_kind, "start": [round(v, 3) for v in self.start],
+        return {"index": self.index, "scene": _short(self.scene), "scene_id": self.scene,
+                "style": scene_style(self.scene), "goal_kind": self.goal_kind,
+                "start": [round(v, 3) for v in self.start],
                 "goal": [round(v, 3) for v in self.goal], "shortest": round(self.shortest, 3),
-                "time_limit": round(self.time_limit, 1), "tour_seed": self.tour_seed}
+                "time_limit": round(self.time_limit, 1), "tour_seed": self.tour_seed,
+                "tour_states": self.tour_states.round(4).tolist()}
+
+    @classmethod
+    def from_record(cls, d: dict) -> Episode:
+        """The episode ``describe()`` wrote (tour poses rounded to 0.1 mm)."""
+        return cls(d["index"], d["scene_id"], d["tour_seed"], np.asarray(d["tour_states"]),
+                   d["goal_kind"], tuple(d["goal"]), d["shortest"], d["time_limit"])
 
 
 def _route_grid(scene):
@@ -276,18 +285,48 @@ def _goal_for(index, scene_name, scene, traj, seed, kind, cost_to_go, Renderer) 
         gx, gy = (float(v) for v in xy[i])
         gyaw = math.atan2(gy - sy, gx - sx)  # the view on arrival from the start's side
         shortest = float(d[i])
+    shortest = min(shortest, _taut_route(scene, grid, (sx, sy), (gx, gy), cost_to_go))
     limit = 10.0 + 3.0 * shortest / 0.5
     return Episode(index, scene_name, seed, traj.states.copy(), kind, (gx, gy, gyaw), shortest,
                    limit)
 
 
+def _taut_route(scene, grid, start, goal, cost_to_go) -> float:
+    """Length (m) of the shortest route from ``start`` to ``goal`` for a robot of
+    ``ROBOT_RADIUS``: the grid route, pulled taut wherever a straight segment keeps the radius
+    (the 8-connected grid alone overstates straight runs at odd angles by up to 8%)."""
+    from mirage_ros.sim.planning import route
+
+    points = route(grid, start, cost_to_go(grid, goal, ROBOT_RADIUS + 0.05, comfort_weight=0.0))
+    if points is None:
+        return math.inf
+    points = np.concatenate([points, np.asarray(goal, dtype=np.float64)[None]])
+    obstacles = scene.obstacles()
+
+    def clear(a: np.ndarray, b: np.ndarray) -> bool:
+        n = max(2, int(math.ceil(np.linalg.norm(b - a) / 0.03)) + 1)
+        return bool(obstacles.distance(np.linspace(a, b, n)).min() >= ROBOT_RADIUS)
+
+    length, i = 0.0, 0
+    while i < len(points) - 1:
+        j = len(points) - 1
+        while j > i + 1 and not clear(points[i], points[j]):
+            j -= 1
+        length += float(np.linalg.norm(points[j] - points[i]))
+        i = j
+    return length
+
+
 def plan_episodes(n: int, scenes: Sequence[str], kinds: Sequence[str], tour_frames: int,
                   start: Sequence[float] | None = None) -> list[Episode]:
-    """``n`` episodes: scene ``i % len(scenes)``, goal kind cycled per visit of a scene."""
+    """``n`` episodes: scene ``j = i % len(scenes)``, visited for the ``v = i // len(scenes)``-th
+    time, gets goal kind ``(j + v) % len(kinds)``."""
     episodes = []
     for i in range(n):
         scene = scenes[i % len(scenes)]
-        kind = kinds[(i // len(scenes)) % len(kinds)]
+        # Visit v of scene j gets kind (j + v): every scene meets every kind, whatever the
+        # numbers of scenes and kinds.
+        kind = kinds[(i % len(scenes) + i // len(scenes)) % len(kinds)]
         episode = make_episode(i, scene, kind, tour_frames, start)
         if episode is None:
             raise RuntimeError(f"episode {i}: scene {_short(scene)} has no {kind} goal "
@@ -363,6 +402,24 @@ class Result:
         return len(self.latencies)
 
 
+def track_clearance(scene, track: np.ndarray, spacing: float = 0.05) -> np.ndarray:
+    """True smallest clearance (m) along each track ``[N,T+1,2]``, leaving out its first point
+    (the robot's own position, the same for every candidate), sampled every ``spacing``."""
+    from mirage_ros.sim.truth import clearance
+
+    out = np.empty(len(track))
+    for i, xy in enumerate(track):
+        seg = np.linalg.norm(np.diff(xy, axis=0), axis=1)
+        s = np.concatenate([[0.0], np.cumsum(seg)])
+        if s[-1] <= 0.0:
+            out[i] = float(clearance(scene, xy[:1])[0])
+            continue
+        q = np.linspace(0.0, s[-1], max(2, int(math.ceil(s[-1] / spacing)) + 1))[1:]
+        dense = np.stack([np.interp(q, s, xy[:, 0]), np.interp(q, s, xy[:, 1])], 1)
+        out[i] = float(clearance(scene, dense).min())
+    return out
+
+
 def _clearance_rho(critic, batch, truth) -> float:
     predicted = critic.clearance(batch).numpy()
     return spearman(np.minimum(predicted, CLEARANCE_CAP), np.minimum(truth, CLEARANCE_CAP))
@@ -377,6 +434,11 @@ def run_episode(episode: Episode, planner: str, model: WorldModel) -> Result:
     rig = CameraRig.create()
     engine = make_engine(planner, model, rig)
     clearance = next((c for c, _ in engine.critics if c.name == "clearance"), None)
+    if engine.device.type == "cuda" and planner == "imagination":
+        # Capture the CUDA graphs of both fan sizes now, not inside a timed decision.
+        turning = len(candidate_fan((0.0, 0.0, 0.0), None, **FAN)[0])
+        for n in (FAN["num_paths"], turning):
+            engine.sampler().warm(n, engine.config.sampler_steps, engine.latent_hw)
     result = Result(episode.index, planner)
     goal_xy = episode.goal[:2]
     tour_end = TOUR_DT * (len(episode.tour_states) - 1)
@@ -412,6 +474,10 @@ def run_episode(episode: Episode, planner: str, model: WorldModel) -> Result:
             if t >= episode.time_limit - 1e-9:
                 result.outcome = "timeout"
                 break
+            if sees and t >= next_observe - 1e-9:
+                # Observe first: a decision due at the same moment starts from this frame.
+                next_observe += OBSERVE_PERIOD
+                observe(pose, tour_end + t)
             if t >= next_decision - 1e-9:
                 next_decision += REPLAN
                 known_goal = goal_xy if episode.goal_kind == "pose" else None
@@ -428,29 +494,28 @@ def run_episode(episode: Episode, planner: str, model: WorldModel) -> Result:
                         break
                     turn = True
                 result.latencies.append(time.perf_counter() - t0)
-                best = out.table.best_index
-                truth = fan_truth(scene, paths, ROBOT_RADIUS)
-                result.chosen_collides += int(truth.collides[best])
+                best = table.best_index
+                result.chosen_collides += int(fan_truth(scene, paths, ROBOT_RADIUS).collides[best])
+                # The critics see each path resampled to the horizon (a long turning path is cut
+                # short): rankings are measured against the truth along that same track.
+                track = out.batch.base_to_map[:, :, :2, 3].cpu().numpy()
                 if clearance is not None:
-                    result.rhos.append(_clearance_rho(clearance, out.batch, truth.min_clearance))
+                    truth = track_clearance(scene, track)
+                    result.rhos.append(_clearance_rho(clearance, out.batch, truth))
                     if planner == "memory":
                         im = out.imagined
                         known = torch.where(im.mask, im.memory_depth,
                                             torch.zeros_like(im.memory_depth))
                         batch = dataclasses.replace(out.batch, depth=known)
-                        result.rhos_unfilled.append(
-                            _clearance_rho(clearance, batch, truth.min_clearance))
+                        result.rhos_unfilled.append(_clearance_rho(clearance, batch, truth))
                 if episode.goal_kind != "pose":
-                    ends = np.stack([p.positions[-1, :2] for p in paths])
+                    ends = track[:, -1]
                     nearest = int(np.argmin(np.linalg.norm(ends - np.array(goal_xy), axis=1)))
-                    result.image_ranks.append(int(np.flatnonzero(out.table.order() == nearest)[0])
+                    result.image_ranks.append(int(np.flatnonzero(table.order() == nearest)[0])
                                               + 1)
                     result.image_candidates.append(len(paths))
                 robot.follow(paths[best].positions[:, :2])
                 followed_at = pose
-            if sees and t >= next_observe - 1e-9:
-                next_observe += OBSERVE_PERIOD
-                observe(pose, tour_end + t)
             step = robot.step(CONTROL_DT, t)
             t += CONTROL_DT
             moved = math.hypot(step.state.x - s.x, step.state.y - s.y)
@@ -497,6 +562,8 @@ def summarize(results: Sequence[Result]) -> dict:
     spl, spl_half = mean_ci([r.spl for r in results])
     latencies = [x for r in results for x in r.latencies]
     rhos = [x for r in results for x in r.rhos if np.isfinite(x)]
+    # rho is undefined where every candidate ties, in the truth or in the prediction
+    undefined = sum(not np.isfinite(x) for r in results for x in r.rhos)
     unfilled = [x for r in results for x in r.rhos_unfilled if np.isfinite(x)]
     ranks = [x for r in results for x in r.image_ranks]
     decisions = sum(r.decisions for r in results)
@@ -506,9 +573,12 @@ def summarize(results: Sequence[Result]) -> dict:
         "spl": spl, "spl_ci": spl_half,
         "latency_median": float(np.median(latencies)) if latencies else float("nan"),
         "latency_mean": float(np.mean(latencies)) if latencies else float("nan"),
+        # over episodes: each episode's mean decision latency, and the interval of their mean
+        "latency_ci": mean_ci([float(np.mean(r.latencies)) for r in results if r.latencies])[1],
         "decisions": decisions,
         "chosen_collides": sum(r.chosen_collides for r in results),
         "rho": float(np.mean(rhos)) if rhos else float("nan"), "rho_decisions": len(rhos),
+        "rho_undefined": undefined,
         "rho_unfilled": float(np.mean(unfilled)) if unfilled else float("nan"),
         "image_rank_mean": float(np.mean(ranks)) if ranks else float("nan"),
         "image_rank_top1": float(np.mean([x == 1 for x in ranks])) if ranks else float("nan"),
@@ -527,10 +597,12 @@ def detail_line(planner: str, s: dict) -> str:
              f"[{lo:.2f}, {hi:.2f}], collisions {s['collisions']}/{s['episodes']} "
              f"[{clo:.2f}, {chi:.2f}], SPL {s['spl']:.3f} +- {s['spl_ci']:.3f}, decision "
              f"latency median {1e3 * s['latency_median']:.0f} ms (mean "
-             f"{1e3 * s['latency_mean']:.0f}), {s['decisions']} decisions, chosen path truly "
+             f"{1e3 * s['latency_mean']:.0f} +- {1e3 * s['latency_ci']:.0f}), "
+             f"{s['decisions']} decisions, chosen path truly "
              f"collides in {s['chosen_collides']}"]
     if s["rho_decisions"]:
-        parts.append(f", clearance rho {s['rho']:.2f}")
+        parts.append(f", clearance rho {s['rho']:.2f} over {s['rho_decisions']} decisions "
+                     f"({s['rho_undefined']} all-tied left out)")
         if np.isfinite(s["rho_unfilled"]):
             parts.append(f" (holes left unknown: {s['rho_unfilled']:.2f})")
     if np.isfinite(s["image_rank_mean"]):
@@ -757,7 +829,7 @@ def run_all(episodes: Sequence[Episode], planners: Sequence[str], device: str,
     jobs = [(e, p) for p in planners for e in episodes]
     results = []
 
-    def report(r: Result) -> None:
+    def log_result(r: Result) -> None:
         e = episodes[r.episode]
         rho = f", rho {np.nanmean(r.rhos):.2f}" if r.rhos else ""
         log(f"episode {r.episode:3d} {_short(e.scene):>16} {e.goal_kind:>12} {r.planner:>11}: "
@@ -769,7 +841,7 @@ def run_all(episodes: Sequence[Episode], planners: Sequence[str], device: str,
         _worker_init(device, checkpoint, torch.get_num_threads())
         for job in jobs:
             results.append(_run(job))
-            report(results[-1])
+            log_result(results[-1])
         return results
     import multiprocessing as mp
 
@@ -778,7 +850,7 @@ def run_all(episodes: Sequence[Episode], planners: Sequence[str], device: str,
                                       (device, checkpoint, threads)) as pool:
         for r in pool.imap_unordered(_run, jobs):
             results.append(r)
-            report(r)
+            log_result(r)
     results.sort(key=lambda r: (planners.index(r.planner), r.episode))
     return results
 
@@ -803,7 +875,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--offline-cases", type=int, default=0,
                    help="also run Navigation World Models' offline protocol on this many "
                    "held-out tours (start frame, goal image 4-8 frames ahead)")
+    p.add_argument("--report", metavar="RESULTS_JSON", help="print the tables and redraw the "
+                   "PNGs of an earlier run's results.json (next to it) instead of running")
     args = p.parse_args(argv)
+    if args.report:
+        return report_file(Path(args.report))
     planners = [s.strip() for s in args.planners.split(",") if s.strip()]
     kinds = [s.strip() for s in args.goals.split(",") if s.strip()]
     bad = [x for x in planners if x not in PLANNERS] + [x for x in kinds if x not in GOAL_KINDS]
@@ -829,10 +905,29 @@ def main(argv: list[str] | None = None) -> int:
           f"{time.perf_counter() - t0:.1f} s", flush=True)
     results = run_all(episodes, planners, args.device, args.checkpoint, args.workers,
                       log=lambda line: print(line, flush=True))
+    offline = None
+    if args.offline_cases > 0:
+        model = WorldModel.load(args.checkpoint, args.device) if args.checkpoint \
+            else WorldModel.default(args.device)
+        offline = offline_protocol(args.offline_cases, scenes, model,
+                                   log=lambda line: print(line, flush=True))
+    settings = {"fan": FAN, "horizon": HORIZON, "replan": REPLAN, "robot_radius": ROBOT_RADIUS,
+                "tour_frames": args.tour_frames, "device": args.device, "goals": kinds,
+                "planners": planners, "command": " ".join(sys.argv)}
+    report(episodes, results, planners, kinds, offline, settings,
+           Path(args.out) if args.out else None)
+    return 0
+
+
+def report(episodes: Sequence[Episode], results: Sequence[Result], planners: Sequence[str],
+           kinds: Sequence[str], offline: dict | None, settings: dict,
+           out: Path | None) -> None:
+    """Print the tables (per scene style and goal kind, then all episodes with intervals, then
+    one line per planner) and, with ``out``, write results.json and one PNG per planner."""
     summaries = {pl: summarize([r for r in results if r.planner == pl]) for pl in planners}
     groups = {}
     for style in ("procedural", "hand-built"):
-        for kind in kinds:
+        for kind in dict.fromkeys(kinds):
             ids = {e.index for e in episodes if scene_style(e.scene) == style
                    and e.goal_kind == kind}
             if ids:
@@ -847,31 +942,23 @@ def main(argv: list[str] | None = None) -> int:
     print("\nall episodes, 95% intervals:")
     for pl in planners:
         print(detail_line(pl, summaries[pl]))
-    offline = None
-    if args.offline_cases > 0:
-        model = WorldModel.load(args.checkpoint, args.device) if args.checkpoint \
-            else WorldModel.default(args.device)
-        offline = offline_protocol(args.offline_cases, scenes, model,
-                                   log=lambda line: print(line, flush=True))
+    if offline:
         count = len(OFFLINE_LENGTHS) * len(OFFLINE_CURVATURES) + len(OFFLINE_SPINS)
-        print(f"\nNavigation World Models' offline protocol, {args.offline_cases} held-out tour "
-              f"cases, best of {count} candidates by goal_image:")
+        cases = next(iter(offline.values()))["cases"]
+        print(f"\nNavigation World Models' offline protocol, {cases} held-out tour cases, best "
+              f"of {count} candidates by goal_image:")
         for mode, r in offline.items():
             took = f", {1e3 * r['seconds']:.0f} ms per ranking" if r["seconds"] else ""
             print(f"  {mode:>17}: ATE {r['ate']:.2f} +- {r['ate_ci']:.2f} m, RPE "
                   f"{r['rpe']:.2f} +- {r['rpe_ci']:.2f} m{took}")
-    if args.out:
-        out = Path(args.out)
+    if out is not None:
+        from mirage_ros.rollout.figures import save_png
+
         out.mkdir(parents=True, exist_ok=True)
         record = {"episodes": [e.describe() for e in episodes], "offline": offline,
                   "results": [dataclasses.asdict(r) for r in results],
-                  "summary": summaries, "groups": groups,
-                  "settings": {"fan": FAN, "horizon": HORIZON, "replan": REPLAN,
-                               "robot_radius": ROBOT_RADIUS, "tour_frames": args.tour_frames,
-                               "device": args.device}}
+                  "summary": summaries, "groups": groups, "settings": settings}
         (out / "results.json").write_text(json.dumps(record, indent=1, default=float))
-        from mirage_ros.rollout.figures import save_png
-
         chosen = figure_episodes(episodes, results)
         for pl in planners:
             path = save_png(out / f"paths_{pl}.png", planner_figure(episodes, results, pl, chosen))
@@ -879,8 +966,18 @@ def main(argv: list[str] | None = None) -> int:
     print()
     for pl in planners:
         print(summary_line(pl, summaries[pl]))
-    return 0
 
+
+def report_file(path: Path) -> int:
+    """``--report``: the tables and pictures again from a results.json, without running."""
+    record = json.loads(path.read_text())
+    episodes = [Episode.from_record(d) for d in record["episodes"]]
+    results = [Result(**r) for r in record["results"]]
+    settings = record["settings"]
+    planners = settings.get("planners") or list(dict.fromkeys(r.planner for r in results))
+    kinds = settings.get("goals") or list(dict.fromkeys(e.goal_kind for e in episodes))
+    report(episodes, results, planners, kinds, record.get("offline"), settings, path.parent)
+    return 0
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -390,9 +390,11 @@ class DemoPlanner(Node):
                 and predicted_collision(list(c.names), list(c.costs))):
             # Every arc ahead is predicted to collide: ask again at once, with the arcs that
             # turn round, rather than drive into what the robot faces.
-            self.get_logger().info("best arc ahead predicted to collide: asking again with "
-                                   "arcs that turn round")
-            self._send(self._pose or request.pose, turn_round=True)
+            self.get_logger().info("best arc ahead predicted to collide: stopping and asking "
+                                   "again with arcs that turn round")
+            pose = self._pose or request.pose
+            self._stop(pose)  # do not keep driving the last path while the answer comes
+            self._send(pose, turn_round=True)
             return
         self._follow(request.paths[best])
         pose = self._pose or request.pose

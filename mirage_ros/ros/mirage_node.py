@@ -70,6 +70,7 @@ from mirage_ros.rollout import (
 )
 from mirage_ros.rollout.critics import critic_class
 from mirage_ros.rollout.engine import (
+    IMAGINATION_MODES,
     EngineConfig,
     NoMemoryError,
     RolloutEngine,
@@ -127,6 +128,7 @@ DEFAULTS: dict[str, object] = {
     "model_path": "",
     "device": "auto",
     "precision": "auto",
+    "imagination": "diffusion",
     "cuda_graphs": True,
     "split_gpus": True,
     "min_paths_per_gpu": 512,
@@ -164,6 +166,9 @@ DESCRIPTIONS: dict[str, str] = {
     "device": "auto (cuda when available), cpu or cuda[:N]",
     "precision": "of the DiT and depth head: auto (bf16 where the device runs it natively, "
                  "else fp32), fp32 or bf16",
+    "imagination": "diffusion: the world model imagines every path; memory: the memory's read "
+                   "with holes filled, no model (the planning benchmark's ablation, ~20x "
+                   "faster on a CPU)",
     "cuda_graphs": "replay the DiT and depth head from CUDA graphs (GPU only; one capture per "
                    "batch size, on its first goal)",
     "split_gpus": "on a GPU, split a large goal's paths across every visible GPU",
@@ -385,6 +390,7 @@ class MirageNode(Node):
                                           robot_radius=float(values["robot_radius"]),
                                           seed=int(values["seed"]),
                                           precision=str(values["precision"]),
+                                          imagination=str(values["imagination"]),
                                           cuda_graphs=bool(values["cuda_graphs"]),
                                           min_paths_per_device=int(
                                               values["min_paths_per_gpu"])),
@@ -991,6 +997,7 @@ class MirageNode(Node):
             "clock jumps back": str(self._clock_jumps),
             "device": ", ".join(str(d) for d in self._engine.devices),
             "precision": self._engine.sampler().precision,
+            "imagination": self._engine.config.imagination,
             "last goal error": self._last_goal_error,
         }
         values.update({"images waiting": str(waiting), "pairing restarts": str(resets)})
@@ -1040,7 +1047,7 @@ class MirageNode(Node):
 
 
 _READ_ONLY = {"map_frame",
-              "model_path", "device", "precision", "cuda_graphs", "split_gpus",
+              "model_path", "device", "precision", "imagination", "cuda_graphs", "split_gpus",
               "min_paths_per_gpu", "memory.voxel_size", "memory.capacity", "critics",
               "camera_to_base", "sync_tolerance", "depth_timeout", "memory_cloud_period",
               "plan_preview_period", "load_memory_at_start", "sampler_steps", "seed",
@@ -1096,6 +1103,9 @@ def _check_parameters(values: dict[str, object]) -> str | None:
             return f"{name} must be a positive integer, got {values[name]!r}"
     if values["precision"] not in PRECISIONS:
         return f"precision must be one of {', '.join(PRECISIONS)}, got {values['precision']!r}"
+    if values["imagination"] not in IMAGINATION_MODES:
+        return (f"imagination must be one of {', '.join(IMAGINATION_MODES)}, got "
+                f"{values['imagination']!r}")
     if values["horizon"] > values["max_horizon"]:
         return f"horizon {values['horizon']} exceeds max_horizon {values['max_horizon']}"
     tol = values["quaternion_tolerance"]
