@@ -222,3 +222,17 @@ def test_the_cli_runs_every_planner_and_ends_with_one_line_each(tmp_path):
                            timeout=300, cwd=REPO)
     assert again.returncode == 0, again.stderr[-3000:]
     assert again.stdout.strip().splitlines()[-4:] == lines
+
+
+def test_collisions_are_classified_by_what_the_camera_critic_can_see():
+    from mirage_ros.bench import navigation as nav
+
+    corridor = nav.load("pillar_corridor")
+    pole = nav.collision_cause(corridor, (1.8 + 0.04 + 0.2, 0.9))  # 4 cm steel pillar
+    assert pole["kind"] == "thin" and pole["size"] == pytest.approx(0.08, abs=1e-6)
+    assert pole["distance"] == pytest.approx(0.2, abs=1e-6) and pole["top"] > 2.0
+    plate = nav.collision_cause(corridor, (5.0, 0.25))  # a kick plate, 4 cm thick, 10 m long
+    assert plate["kind"] == "other" and plate["distance"] == pytest.approx(0.21, abs=1e-6)
+    room = nav.load("cluttered_room")
+    base = nav.collision_cause(room, (6.3 + 0.15 + 0.05, 0.9))  # the floor lamp's flat base
+    assert base["kind"] == "low" and base["top"] == pytest.approx(0.02, abs=1e-6)

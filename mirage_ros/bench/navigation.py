@@ -396,10 +396,40 @@ class Result:
     image_ranks: list[int] = field(default_factory=list)  # 1 = nearest-end candidate ranked best
     image_candidates: list[int] = field(default_factory=list)
     driven_xy: list[list[float]] = field(default_factory=list)
+    hit: dict | None = None  # collision_cause() of a collision
 
     @property
     def decisions(self) -> int:
         return len(self.latencies)
+
+
+# What a collision hit, by what a camera-based clearance critic can see of it: "low" (its top is
+# below the clearance critic's min_height: floor to the critic), "thin" (its whole footprint is
+# smaller than a memory cell at 1 m, 2 tan(45 deg) / 16 = 0.125 m: a pole or a leg, which the
+# depth reduction to cells drops, see memory.depth), "other" (walls, furniture).
+LOW_TOP = 0.1
+THIN_SIZE = 0.125
+
+
+def collision_cause(scene, xy: Sequence[float]) -> dict:
+    """The obstacle nearest the robot's position ``xy`` when it collided: its MuJoCo name,
+    top height, footprint size (largest extent) and kind (see ``LOW_TOP`` and ``THIN_SIZE``)."""
+    import mujoco
+
+    geom, distance, size = scene.obstacles().nearest(xy)
+    top = math.nan
+    name = ""
+    if geom >= 0:
+        model, data = scene.model, scene.data
+        centre, half = model.geom_aabb[geom, :3], model.geom_aabb[geom, 3:]
+        corners = centre + half * np.array([[a, b, c] for a in (-1, 1) for b in (-1, 1)
+                                            for c in (-1, 1)])
+        world = corners @ data.geom_xmat[geom].reshape(3, 3).T + data.geom_xpos[geom]
+        top = float(world[:, 2].max())
+        name = mujoco.mj_id2name(model, mujoco.mjtObj.mjOBJ_GEOM, geom) or f"geom {geom}"
+    kind = "low" if top < LOW_TOP else "thin" if size < THIN_SIZE else "other"
+    return {"geom": name, "top": round(top, 3), "size": round(size, 3),
+            "distance": round(distance, 3), "kind": kind}
 
 
 def track_clearance(scene, track: np.ndarray, spacing: float = 0.05) -> np.ndarray:
@@ -523,6 +553,7 @@ def run_episode(episode: Episode, planner: str, model: WorldModel) -> Result:
             if step.collided:
                 result.outcome = "collision"
                 result.driven_xy.append([round(robot.state.x, 3), round(robot.state.y, 3)])
+                result.hit = collision_cause(scene, (robot.state.x, robot.state.y))
                 break
     s = robot.state
     result.seconds = round(t, 2)
@@ -567,7 +598,10 @@ def summarize(results: Sequence[Result]) -> dict:
     unfilled = [x for r in results for x in r.rhos_unfilled if np.isfinite(x)]
     ranks = [x for r in results for x in r.image_ranks]
     decisions = sum(r.decisions for r in results)
+    hit_kinds = {k: sum(1 for r in results if r.hit and r.hit["kind"] == k)
+                 for k in ("low", "thin", "other")}
     return {
+        "collision_kinds": hit_kinds,
         "episodes": n, "success": ok, "success_ci": wilson(ok, n),
         "collisions": hits, "collision_ci": wilson(hits, n),
         "spl": spl, "spl_ci": spl_half,
@@ -600,6 +634,9 @@ def detail_line(planner: str, s: dict) -> str:
              f"{1e3 * s['latency_mean']:.0f} +- {1e3 * s['latency_ci']:.0f}), "
              f"{s['decisions']} decisions, chosen path truly "
              f"collides in {s['chosen_collides']}"]
+    if s["collisions"]:
+        k = s["collision_kinds"]
+        parts.append(f" (hit {k['low']} low, {k['thin']} thin, {k['other']} other obstacles)")
     if s["rho_decisions"]:
         parts.append(f", clearance rho {s['rho']:.2f} over {s['rho_decisions']} decisions "
                      f"({s['rho_undefined']} all-tied left out)")
@@ -973,6 +1010,9 @@ def report_file(path: Path) -> int:
     record = json.loads(path.read_text())
     episodes = [Episode.from_record(d) for d in record["episodes"]]
     results = [Result(**r) for r in record["results"]]
+    for r in results:  # records from before collisions were classified
+        if r.outcome == "collision" and r.hit is None and r.driven_xy:
+            r.hit = collision_cause(load(episodes[r.episode].scene), r.driven_xy[-1])
     settings = record["settings"]
     planners = settings.get("planners") or list(dict.fromkeys(r.planner for r in results))
     kinds = settings.get("goals") or list(dict.fromkeys(e.goal_kind for e in episodes))

@@ -102,6 +102,8 @@ class Obstacles:
 
     polygons: tuple[NDArray, ...]
     discs: NDArray  # [M, 3]
+    # MuJoCo geom id behind each polygon, then each disc (-1: not known)
+    sources: tuple[int, ...] = ()
 
     @classmethod
     def from_model(
@@ -110,6 +112,8 @@ class Obstacles:
         """Footprints of the geoms of ``model`` (posed as in ``data``) that meet ``band``."""
         polygons: list[NDArray] = []
         discs: list[tuple[float, float, float]] = []
+        polygon_geoms: list[int] = []
+        disc_geoms: list[int] = []
         for g in range(model.ngeom):
             gtype = int(model.geom_type[g])
             if gtype == mujoco.mjtGeom.mjGEOM_HFIELD:
@@ -134,6 +138,7 @@ class Obstacles:
                 upright and gtype in (mujoco.mjtGeom.mjGEOM_CYLINDER,
                                       mujoco.mjtGeom.mjGEOM_CAPSULE)):
                 discs.append((float(pos[0]), float(pos[1]), float(size[0])))
+                disc_geoms.append(g)
             elif upright and gtype == mujoco.mjtGeom.mjGEOM_ELLIPSOID:
                 a = np.linspace(0.0, 2 * math.pi, _ELLIPSE_SIDES, endpoint=False)
                 # Circumscribed polygon: scale by 1/cos(pi/n) so the ellipse stays inside.
@@ -141,10 +146,33 @@ class Obstacles:
                 ring = np.stack([k * size[0] * np.cos(a), k * size[1] * np.sin(a),
                                  np.zeros_like(a)], axis=1)
                 polygons.append(convex_hull((ring @ R.T + pos)[:, :2]))
+                polygon_geoms.append(g)
             else:
                 polygons.append(convex_hull(corners[:, :2]))
-        polygons = [p for p in polygons if len(p) >= 3]
-        return cls(tuple(polygons), np.array(discs, dtype=np.float64).reshape(-1, 3))
+                polygon_geoms.append(g)
+        keep = [i for i, p in enumerate(polygons) if len(p) >= 3]
+        return cls(tuple(polygons[i] for i in keep),
+                   np.array(discs, dtype=np.float64).reshape(-1, 3),
+                   tuple(polygon_geoms[i] for i in keep) + tuple(disc_geoms))
+
+    def nearest(self, xy: ArrayLike) -> tuple[int, float, float]:
+        """The footprint nearest the map point ``xy``: ``(geom id or -1, distance m, size m)``,
+        where size is the footprint's largest extent (a disc's diameter, a polygon's longest
+        diagonal), e.g. to tell a pole from a wall."""
+        p = np.asarray(xy, dtype=np.float64).reshape(2)
+        best = (-1, math.inf, math.inf)
+        for i, poly in enumerate(self.polygons):
+            d = float(Obstacles((poly,), np.zeros((0, 3)))._polygon_distance(p[None])[0])
+            if d < best[1]:
+                size = float(np.linalg.norm(poly[:, None] - poly[None], axis=-1).max())
+                best = (i, d, size)
+        for j, (x, y, r) in enumerate(self.discs):
+            d = max(math.hypot(p[0] - x, p[1] - y) - r, 0.0)
+            if d < best[1]:
+                best = (len(self.polygons) + j, d, 2.0 * r)
+        index, d, size = best
+        geom = self.sources[index] if 0 <= index < len(self.sources) else -1
+        return geom, d, size
 
     def __len__(self) -> int:
         return len(self.polygons) + len(self.discs)
