@@ -4,11 +4,14 @@
         [--planners geometry,memory,imagination,oracle] [--goals pose,image-seen,image-unseen]
         [--scenes procedural:7,...,pillar_corridor,...]
         [--mjcf FILE [--start x,y,yaw]] [--device cpu] [--workers K] [--out DIR]
+        [--offline-cases K]
+    python -m mirage_ros.bench.navigation --report DIR/results.json
 
 An episode: the robot drives a short look-around tour of a scene (``--tour-frames`` frames, 0.5 s
-apart; every frame goes into its memory), then gets a goal and drives to it. Every
-``--replan`` seconds of simulated time it scores a fan of candidate arcs from its pose (the demo
-planner's fan, ``rollout.local_planner``) with the engine and follows the best one. The episode
+apart; every frame goes into its memory), then gets a goal and drives to it. Every second of
+simulated time (the demo planner's replan_period) it scores a fan of candidate arcs from its pose
+(the demo planner's fan and rules, ``rollout.local_planner``) with the engine and follows the
+best one. The episode
 ends when the robot is within the goal radius (0.3 m for a goal pose, 0.5 m for a goal image's
 place), when it collides (the simulator refuses a step that comes closer to an obstacle than
 the robot radius), or at the time limit (10 s plus three times the shortest route at full
@@ -30,13 +33,17 @@ Planners, on identical episodes (scene, tour, start, goal):
   on the memory's read along each path with its holes filled by the nearest filled cell; no
   diffusion (``EngineConfig(imagination="memory")``).
 * ``imagination``: the same critics on the world model's imagination (the product).
-* ``oracle``: the same critics on the simulator's true frames along each path (rendered,
-  encoded, depth reduced to cells like the memory's): the ceiling of these critics.
+* ``oracle``: the same critics on the simulator's true frames along each path (rendered, depth
+  reduced to cells like the memory's, final views encoded): the ceiling of these critics.
 
 Per decision, from the same episodes: Spearman's rho between the clearance critic's predicted
-clearance of each candidate and the true clearance from the scene geometry; whether the chosen
-candidate's true path collides; for image goals, the rank given to the candidate whose end is
-nearest the goal. The output ends with one line per planner:
+clearance of each candidate and the true clearance from the scene geometry along the same track
+(each path as the critics saw it: resampled to the horizon, the robot's own position left out);
+whether the chosen candidate's true path collides; for image goals, the rank given to the
+candidate whose track ends nearest the goal. Every collision is put down to what it hit: a low
+obstacle (below the clearance critic's min_height), a thin one (smaller than a memory cell at
+1 m) or another. ``--offline-cases`` adds Navigation World Models' offline protocol (see
+``offline_protocol``). The output ends with one line per planner:
 ``<planner>: success <s>/<n>, collisions <c>/<n>, SPL <spl>``.
 Scenes: held-out procedural seeds (``train.episodes.split_of_seed`` gives 'test') and the
 hand-built MJCF scenes in ``mirage_ros/bench/scenes`` that no training script reads.
@@ -403,11 +410,13 @@ class Result:
         return len(self.latencies)
 
 
-# What a collision hit, by what a camera-based clearance critic can see of it: "low" (its top is
-# below the clearance critic's min_height: floor to the critic), "thin" (its whole footprint is
-# smaller than a memory cell at 1 m, 2 tan(45 deg) / 16 = 0.125 m: a pole or a leg, which the
-# depth reduction to cells drops, see memory.depth), "other" (walls, furniture).
-LOW_TOP = 0.1
+# What a collision hit, by what a camera-based clearance critic can see of it:
+# "low": its top is less than 5 cm above the clearance critic's min_height of 0.1 m, below which
+#   points are floor (a lamp's base, a bottom shelf: the critic sees a sliver at most);
+# "thin": its whole footprint is smaller than a memory cell at 1 m, 2 tan(45 deg) / 16 =
+#   0.125 m (a pole, a leg: the depth reduction to cells drops it, see memory.depth);
+# "other": walls and furniture, which the critic should see.
+LOW_TOP = 0.15
 THIN_SIZE = 0.125
 
 
