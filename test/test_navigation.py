@@ -236,3 +236,18 @@ def test_collisions_are_classified_by_what_the_camera_critic_can_see():
     room = nav.load("cluttered_room")
     base = nav.collision_cause(room, (6.3 + 0.15 + 0.05, 0.9))  # the floor lamp's flat base
     assert base["kind"] == "low" and base["top"] == pytest.approx(0.02, abs=1e-6)
+
+
+def test_critic_parameters_reach_the_planners_critics_and_bad_ones_are_refused(model, capsys):
+    from mirage_ros.bench import navigation as nav
+
+    engine = nav.make_engine("imagination", model, CameraRig.create(),
+                             {"clearance": {"min_height": 0.05}})
+    clearance = next(c for c, _ in engine.critics if c.name == "clearance")
+    assert clearance.min_height == 0.05
+    with pytest.raises(SystemExit):
+        nav.main(["--critic-param", "clearance.min_height=2.0"])  # above max_height
+    assert "min_height 2.0 must be below max_height" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        nav.main(["--critic-param", "clearance=0.1"])
+    assert "CRITIC.NAME=VALUE" in capsys.readouterr().err

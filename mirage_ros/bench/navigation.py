@@ -346,12 +346,17 @@ def plan_episodes(n: int, scenes: Sequence[str], kinds: Sequence[str], tour_fram
 # ----------------------------------------------------------------------------- planners
 
 
-def make_engine(planner: str, model: WorldModel, rig: CameraRig) -> RolloutEngine:
+def make_engine(planner: str, model: WorldModel, rig: CameraRig,
+                critic_params: dict[str, dict] | None = None) -> RolloutEngine:
+    """The engine of ``planner``; ``critic_params`` maps a critic name to parameters that
+    replace its defaults (``--critic-param``), for the planners that run that critic."""
     critics = GEOMETRY_CRITICS if planner == "geometry" else VISION_CRITICS
+    params = critic_params or {}
     mode = "memory" if planner == "memory" else "diffusion"
     device = next(model.parameters()).device
     return RolloutEngine(model, LatentMemory(channels=model.latent_channels, device=device),
-                         rig.cam_to_base, [(make_critic(n), w) for n, w in critics],
+                         rig.cam_to_base,
+                         [(make_critic(n, params.get(n)), w) for n, w in critics],
                          EngineConfig(imagination=mode, robot_radius=ROBOT_RADIUS))
 
 
@@ -464,14 +469,15 @@ def _clearance_rho(critic, batch, truth) -> float:
     return spearman(np.minimum(predicted, CLEARANCE_CAP), np.minimum(truth, CLEARANCE_CAP))
 
 
-def run_episode(episode: Episode, planner: str, model: WorldModel) -> Result:
+def run_episode(episode: Episode, planner: str, model: WorldModel,
+                critic_params: dict[str, dict] | None = None) -> Result:
     from mirage_ros.sim.render import Renderer
     from mirage_ros.sim.robot import SimRobot
     from mirage_ros.sim.truth import fan_truth
 
     scene = load(episode.scene)
     rig = CameraRig.create()
-    engine = make_engine(planner, model, rig)
+    engine = make_engine(planner, model, rig, critic_params)
     clearance = next((c for c, _ in engine.critics if c.name == "clearance"), None)
     if engine.device.type == "cuda" and planner == "imagination":
         # Capture the CUDA graphs of both fan sizes now, not inside a timed decision.
@@ -865,14 +871,15 @@ def _worker_init(device: str, checkpoint: str | None, threads: int) -> None:
 _MODEL: WorldModel | None = None
 
 
-def _run(job: tuple[Episode, str]) -> Result:
-    episode, planner = job
-    return run_episode(episode, planner, _MODEL)
+def _run(job: tuple[Episode, str, dict]) -> Result:
+    episode, planner, critic_params = job
+    return run_episode(episode, planner, _MODEL, critic_params)
 
 
 def run_all(episodes: Sequence[Episode], planners: Sequence[str], device: str,
-            checkpoint: str | None, workers: int, log=print) -> list[Result]:
-    jobs = [(e, p) for p in planners for e in episodes]
+            checkpoint: str | None, workers: int, log=print,
+            critic_params: dict[str, dict] | None = None) -> list[Result]:
+    jobs = [(e, p, critic_params or {}) for p in planners for e in episodes]
     results = []
 
     def log_result(r: Result) -> None:
@@ -901,6 +908,18 @@ def run_all(episodes: Sequence[Episode], planners: Sequence[str], device: str,
     return results
 
 
+def _parse_value(text: str) -> bool | int | float | str:
+    """A command-line parameter value: true/false, an integer, a number, else the text."""
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--episodes", type=int, default=9)
@@ -918,6 +937,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--checkpoint", help="world model weights (default: the shipped ones)")
     p.add_argument("--workers", type=int, default=1, help="episodes run in this many processes")
     p.add_argument("--out", help="directory for results.json and one PNG per planner")
+    p.add_argument("--critic-param", action="append", default=[], metavar="CRITIC.NAME=VALUE",
+                   help="replace a critic parameter's default, e.g. clearance.min_height=0.05 "
+                   "(repeatable)")
     p.add_argument("--offline-cases", type=int, default=0,
                    help="also run Navigation World Models' offline protocol on this many "
                    "held-out tours (start frame, goal image 4-8 frames ahead)")
@@ -942,6 +964,18 @@ def main(argv: list[str] | None = None) -> int:
             start = []
         if len(start) != 3 or not all(math.isfinite(v) for v in start):
             p.error(f"--start must be x,y,yaw, got {args.start!r}")
+    critic_params: dict[str, dict] = {}
+    for item in args.critic_param:
+        key, sep, value = item.partition("=")
+        critic, dot, param = key.partition(".")
+        if not (sep and dot and critic and param):
+            p.error(f"--critic-param must be CRITIC.NAME=VALUE, got {item!r}")
+        critic_params.setdefault(critic, {})[param] = _parse_value(value)
+    try:
+        for name, params in critic_params.items():
+            make_critic(name, params)
+    except ValueError as err:
+        p.error(str(err))
     scenes = scene_names(args.scenes, args.mjcf)
     for name in scenes:
         load(name)  # a bad scene fails here, before any episode runs
@@ -950,7 +984,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{len(episodes)} episodes over {len(scenes)} scenes planned in "
           f"{time.perf_counter() - t0:.1f} s", flush=True)
     results = run_all(episodes, planners, args.device, args.checkpoint, args.workers,
-                      log=lambda line: print(line, flush=True))
+                      log=lambda line: print(line, flush=True), critic_params=critic_params)
     offline = None
     if args.offline_cases > 0:
         model = WorldModel.load(args.checkpoint, args.device) if args.checkpoint \
@@ -959,7 +993,8 @@ def main(argv: list[str] | None = None) -> int:
                                    log=lambda line: print(line, flush=True))
     settings = {"fan": FAN, "horizon": HORIZON, "replan": REPLAN, "robot_radius": ROBOT_RADIUS,
                 "tour_frames": args.tour_frames, "device": args.device, "goals": kinds,
-                "planners": planners, "command": " ".join(sys.argv)}
+                "planners": planners, "critic_params": critic_params,
+                "command": " ".join(sys.argv)}
     report(episodes, results, planners, kinds, offline, settings,
            Path(args.out) if args.out else None)
     return 0
