@@ -222,6 +222,50 @@ def test_planner_sends_the_fan_follows_the_best_path_and_stops_at_the_goal():
 
 
 @pytest.mark.ros
+def test_planner_stops_and_asks_again_with_turning_arcs_when_the_best_arc_would_collide():
+    from mirage_ros.msg import PathCritics
+
+    class BlockedAhead(ScriptedServer):
+        """Every arc of a fan without turning arcs collides; with them, path 0 is free."""
+
+        def _execute(self, handle) -> ScorePaths.Result:
+            goal = handle.request
+            self.goals.append(goal)
+            n = len(goal.paths)
+            blocked = n == 5
+            handle.succeed()
+            critics = [PathCritics(names=["goal_pose", "clearance"],
+                                   costs=[1.0, 10.0 if blocked else 0.0]) for _ in range(n)]
+            return Result(error_code=Result.SUCCESS, scores=[-1.0] * n,
+                          best_index=2 if blocked else 0, critics=critics)
+
+    with ros_client("blocked_world") as client:
+        server = BlockedAhead(client.node, [])
+        odom = client.node.create_publisher(Odometry, "/odom", qos_profile_sensor_data)
+        got = _watch(client)
+        planner = _planner(client, goal=[5.0, 0.0, 0.0], replan_period=5.0, warmup=30.0,
+                           num_paths=5)
+        try:
+            def followed() -> bool:
+                odom.publish(_odom(1.0, 2.0, 0.0))
+                return any(len(p.poses) > 1 for p in got["follow"])
+
+            client.spin_until(followed, 20.0, "a path after asking again")
+            # One replan period (5 s) has not passed: the second request came from the rule.
+            assert [len(g.paths) for g in server.goals] == [5, 12]
+            assert len(got["follow"][0].poses) == 1  # stopped first, where it stood
+            assert (got["follow"][0].poses[0].pose.position.x,
+                    got["follow"][0].poses[0].pose.position.y) == (1.0, 2.0)
+            fan, _ = candidate_fan((1.0, 2.0, 0.0), (5.0, 0.0), turn_round=True, **FAN)
+            driven = next(p for p in got["follow"] if len(p.poses) > 1)
+            xy = np.array([(p.pose.position.x, p.pose.position.y) for p in driven.poses])
+            np.testing.assert_allclose(xy, fan[0].positions[:, :2], atol=1e-9)
+        finally:
+            client.executor.remove_node(planner)
+            planner.destroy_node()
+
+
+@pytest.mark.ros
 def test_planner_gives_up_after_max_failures_and_stops_the_robot():
     with ros_client("failing_world") as client:
         ScriptedServer(client.node, [(Result.INTERNAL_ERROR, "boom", 0)])
