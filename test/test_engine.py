@@ -7,10 +7,11 @@ import math
 import numpy as np
 import pytest
 import torch
+from analytic_room import observe_room
 
 from mirage_ros.geometry import CameraRig, planar_pose
 from mirage_ros.memory import LatentMemory
-from mirage_ros.memory.synthetic import Room, pinhole, ray_depth
+from mirage_ros.memory.synthetic import pinhole
 from mirage_ros.model import WorldModel
 from mirage_ros.rollout import Goal, arc_fan, make_critic
 from mirage_ros.rollout.engine import EngineConfig, NoMemoryError, RolloutEngine
@@ -32,17 +33,7 @@ def _engine(model) -> RolloutEngine:
 
 
 def _observe(engine: RolloutEngine, yaws, size=(96, 160)) -> None:
-    """Frames of the analytic room, at a camera size other than the model's (it resizes)."""
-    room = Room()
-    h, w = size
-    K = pinhole(60.0, h, w)
-    for i, yaw in enumerate(yaws):
-        base = planar_pose(0.0, 0.0, yaw)
-        cam = torch.from_numpy(base) @ engine.cam_to_base
-        depth = ray_depth(cam[None], K, (h, w), room)[0]
-        shade = (255 * torch.exp(-depth / 4.0)).clamp(0, 255).to(torch.uint8)
-        engine.observe(shade[..., None].expand(-1, -1, 3).contiguous(), depth, K,
-                       torch.from_numpy(base), float(i))
+    observe_room(engine, yaws, size)
 
 
 def test_no_memory_before_the_first_observation(model):

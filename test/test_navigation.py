@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from analytic_room import observe_room
 
 from mirage_ros.geometry import CameraRig, planar_pose
 from mirage_ros.memory import LatentMemory
 from mirage_ros.memory.fill import fill_nearest
-from mirage_ros.memory.synthetic import Room, pinhole, ray_depth
 from mirage_ros.model import WorldModel
 from mirage_ros.rollout import arc_fan, make_critic
 from mirage_ros.rollout.engine import EngineConfig, RolloutEngine
@@ -56,16 +56,7 @@ def _room_engine(model, mode: str) -> RolloutEngine:
     critics = [(make_critic("clearance"), 2.0), (make_critic("goal_pose"), 1.0)]
     engine = RolloutEngine(model, memory, CameraRig.create().cam_to_base, critics,
                            EngineConfig(imagination=mode))
-    room = Room()
-    h, w = 96, 128
-    K = pinhole(60.0, h, w)
-    for i, yaw in enumerate((0.0, 0.6, -0.6)):
-        base = planar_pose(0.0, 0.0, yaw)
-        cam = torch.from_numpy(base) @ engine.cam_to_base
-        depth = ray_depth(cam[None], K, (h, w), room)[0]
-        shade = (255 * torch.exp(-depth / 4.0)).clamp(0, 255).to(torch.uint8)
-        engine.observe(shade[..., None].expand(-1, -1, 3).contiguous(), depth, K,
-                       torch.from_numpy(base), float(i))
+    observe_room(engine, (0.0, 0.6, -0.6), (96, 128))
     return engine
 
 

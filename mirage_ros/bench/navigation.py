@@ -66,7 +66,15 @@ import numpy as np
 import torch
 
 from mirage_ros.bench.ranking import spearman
-from mirage_ros.geometry import CameraRig, planar_pose
+from mirage_ros.geometry import (
+    CameraRig,
+    cell_index,
+    invert,
+    planar_pose,
+    project,
+    transform_points,
+    yaw_from_quat_xyzw,
+)
 from mirage_ros.memory import LatentMemory, reduce_depth
 from mirage_ros.model import WorldModel
 from mirage_ros.rollout import make_critic
@@ -79,6 +87,7 @@ from mirage_ros.rollout.local_planner import (
     reached,
     stuck,
 )
+from mirage_ros.rollout.paths import CandidatePath, arc
 
 PLANNERS = ("geometry", "memory", "imagination", "oracle")
 GOAL_KINDS = ("pose", "image-seen", "image-unseen")
@@ -206,16 +215,16 @@ def _visible_from(points: np.ndarray, cams: np.ndarray, depths: np.ndarray, K: n
     seen = np.zeros(len(points), dtype=bool)
     h, w = depths.shape[1:]
     for T, depth in zip(cams, depths, strict=True):
-        inv = np.linalg.inv(T)
-        p = points @ inv[:3, :3].T + inv[:3, 3]
+        p = transform_points(invert(T), points)
         z = p[:, 2]
-        ok = (z > 0.1) & (z < max_range)
-        u = K[0, 0] * p[:, 0] / np.maximum(z, 1e-6) + K[0, 2]
-        v = K[1, 1] * p[:, 1] / np.maximum(z, 1e-6) + K[1, 2]
-        ok &= (u >= 0) & (u < w) & (v >= 0) & (v < h)
+        uv = project(K, p)  # NaN behind the camera
+        with np.errstate(invalid="ignore"):
+            ok = (z > 0.1) & (z < max_range) & (uv[:, 0] >= 0) & (uv[:, 0] < w) \
+                & (uv[:, 1] >= 0) & (uv[:, 1] < h)
         idx = np.flatnonzero(ok)
         if len(idx):
-            d = depth[v[idx].astype(int), u[idx].astype(int)]
+            u, v = cell_index(uv[idx]).T
+            d = depth[v, u]
             seen[idx[(d == 0) | (d >= z[idx] - 0.15)]] = True
     return seen
 
@@ -755,28 +764,22 @@ OFFLINE_TOUR = 48  # frames of each held-out tour
 
 
 def _trajectory(start: Sequence[float], length: float, curvature: float, spin: float,
-                k: int) -> np.ndarray:
-    """``[k + 1, 3]`` poses (x, y, yaw) at equal progress along an arc of ``length`` and
-    ``curvature`` (or, for a length of 0, a turn on the spot by ``spin``)."""
-    x, y, yaw = start
-    f = np.linspace(0.0, 1.0, k + 1)
-    if length == 0.0:
-        return np.stack([np.full(k + 1, x), np.full(k + 1, y), yaw + spin * f], 1)
-    s = length * f
-    if abs(curvature) < 1e-9:
-        return np.stack([x + s * math.cos(yaw), y + s * math.sin(yaw), np.full(k + 1, yaw)], 1)
-    heading = yaw + curvature * s
-    return np.stack([x + (np.sin(heading) - math.sin(yaw)) / curvature,
-                     y - (np.cos(heading) - math.cos(yaw)) / curvature, heading], 1)
+                k: int) -> CandidatePath:
+    """``k + 1`` poses at equal progress along an arc of ``length`` and ``curvature`` from the
+    pose ``start`` (x, y, yaw), or, for a length of 0, a turn on the spot by ``spin``."""
+    x, y, yaw = (float(v) for v in start)
+    if length > 0.0:
+        return arc(curvature, length=length, poses=k + 1, start_xy=(x, y), start_yaw=yaw)
+    yaws = yaw + spin * np.linspace(0.0, 1.0, k + 1)
+    quats = np.stack([np.zeros_like(yaws), np.zeros_like(yaws), np.sin(yaws / 2),
+                      np.cos(yaws / 2)], 1)
+    return CandidatePath("map", np.tile([x, y, 0.0], (k + 1, 1)), quats, np.zeros(k + 1))
 
 
-def _candidate(poses: np.ndarray):
-    from mirage_ros.rollout.paths import CandidatePath
-
-    yaw = poses[:, 2]
-    quat = np.stack([np.zeros_like(yaw), np.zeros_like(yaw), np.sin(yaw / 2), np.cos(yaw / 2)], 1)
-    xyz = np.concatenate([poses[:, :2], np.zeros((len(poses), 1))], 1)
-    return CandidatePath("map", xyz, quat, np.zeros(len(poses)))
+def _planar(path: CandidatePath) -> np.ndarray:
+    """``[K, 3]`` (x, y, yaw) of a path's poses."""
+    yaws = [yaw_from_quat_xyzw(q) for q in path.quaternions_xyzw]
+    return np.concatenate([path.positions[:, :2], np.asarray(yaws)[:, None]], 1)
 
 
 def trajectory_errors(predicted: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
@@ -812,8 +815,7 @@ def offline_protocol(cases: int, scenes: Sequence[str], model: WorldModel, log=p
         traj = tour(scene, OFFLINE_TOUR, dt=TOUR_DT, seed=9000 + c, robot_radius=ROBOT_RADIUS)
         k = int(rng.integers(4, 9))
         t = int(rng.integers(16, OFFLINE_TOUR - k))
-        truth = traj.states[t:t + k + 1].copy()
-        truth[:, 2] = truth[0, 2] + np.unwrap(truth[:, 2] - truth[0, 2])
+        truth = traj.states[t:t + k + 1]
         engine = RolloutEngine(model, LatentMemory(channels=model.latent_channels, device=device),
                                rig.cam_to_base, [(make_critic("goal_image"), 1.0)],
                                EngineConfig(robot_radius=ROBOT_RADIUS))
@@ -826,10 +828,10 @@ def offline_protocol(cases: int, scenes: Sequence[str], model: WorldModel, log=p
             goal_rgb, _ = renderer.render(rig.cam_to_map(planar_pose(*traj.states[t + k])))
             goal = Goal(latent=engine.encode_image(torch.from_numpy(goal_rgb)))
             start = truth[0]
-            options = [_trajectory(start, L, kappa, 0.0, k) for L in OFFLINE_LENGTHS
-                       for kappa in OFFLINE_CURVATURES]
-            options += [_trajectory(start, 0.0, 0.0, a, k) for a in OFFLINE_SPINS]
-            paths = [_candidate(o) for o in options]
+            paths = [_trajectory(start, L, kappa, 0.0, k) for L in OFFLINE_LENGTHS
+                     for kappa in OFFLINE_CURVATURES]
+            paths += [_trajectory(start, 0.0, 0.0, a, k) for a in OFFLINE_SPINS]
+            options = [_planar(path) for path in paths]
             horizon = 11  # covers the longest, tightest arc at the engine's step length
             picks = {}
             for mode in ("imagination", "memory", "oracle"):
@@ -844,7 +846,7 @@ def offline_protocol(cases: int, scenes: Sequence[str], model: WorldModel, log=p
                       / max(TOUR_DT * t, 1e-6))
         errors = {mode: trajectory_errors(options[i], truth) for mode, i in picks.items()}
         errors["straight line"] = trajectory_errors(
-            _trajectory(start, speed * TOUR_DT * k, 0.0, 0.0, k), truth)
+            _planar(_trajectory(start, speed * TOUR_DT * k, 0.0, 0.0, k)), truth)
         nearest = min(range(len(options)), key=lambda i: trajectory_errors(options[i], truth)[0])
         errors["nearest candidate"] = trajectory_errors(options[nearest], truth)
         for mode, e in errors.items():

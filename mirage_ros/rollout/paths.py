@@ -95,6 +95,32 @@ def validate_path(
     )
 
 
+def arc(
+    curvature: float,
+    *,
+    length: float = 2.0,
+    poses: int = 9,
+    start_xy: tuple[float, float] = (0.0, 0.0),
+    start_yaw: float = 0.0,
+    frame_id: str = "map",
+) -> CandidatePath:
+    """One constant-curvature arc (1/m, positive turns left) of ``length`` metres from a pose,
+    ``poses`` poses at equal spacing. Stamps are left at zero: the path is geometric."""
+    if poses < 2:
+        raise ValueError("an arc needs poses >= 2")
+    s = np.linspace(0.0, length, poses)
+    yaw = start_yaw + curvature * s
+    if abs(curvature) < 1e-9:
+        dx, dy = s * np.cos(start_yaw), s * np.sin(start_yaw)
+    else:
+        dx = (np.sin(yaw) - np.sin(start_yaw)) / curvature
+        dy = (np.cos(start_yaw) - np.cos(yaw)) / curvature
+    positions = np.stack([start_xy[0] + dx, start_xy[1] + dy, np.zeros_like(s)], axis=1)
+    quats = np.stack(
+        [np.zeros_like(s), np.zeros_like(s), np.sin(yaw / 2), np.cos(yaw / 2)], axis=1)
+    return CandidatePath(frame_id, positions, quats, np.zeros_like(s))
+
+
 def arc_fan(
     n: int,
     *,
@@ -113,20 +139,8 @@ def arc_fan(
     if n < 1 or poses < 2:
         raise ValueError("arc_fan needs n >= 1 and poses >= 2")
     curvatures = np.linspace(-max_curvature, max_curvature, n) if n > 1 else np.zeros(1)
-    s = np.linspace(0.0, length, poses)
-    fan = []
-    for k in curvatures:
-        yaw = start_yaw + k * s
-        if abs(k) < 1e-9:
-            dx, dy = s * np.cos(start_yaw), s * np.sin(start_yaw)
-        else:
-            dx = (np.sin(yaw) - np.sin(start_yaw)) / k
-            dy = (np.cos(start_yaw) - np.cos(yaw)) / k
-        positions = np.stack([start_xy[0] + dx, start_xy[1] + dy, np.zeros_like(s)], axis=1)
-        quats = np.stack(
-            [np.zeros_like(s), np.zeros_like(s), np.sin(yaw / 2), np.cos(yaw / 2)], axis=1)
-        fan.append(CandidatePath(frame_id, positions, quats, np.zeros_like(s)))
-    return fan
+    return [arc(float(k), length=length, poses=poses, start_xy=start_xy, start_yaw=start_yaw,
+                frame_id=frame_id) for k in curvatures]
 
 
 def resample_path(

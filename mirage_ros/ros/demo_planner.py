@@ -400,8 +400,7 @@ class DemoPlanner(Node):
         pose = self._pose or request.pose
         self._followed_at = pose
         costs = ""
-        if best < len(result.critics):
-            c = result.critics[best]
+        if c is not None:
             costs = ", " + " ".join(f"{n}={v:.3g}" for n, v in zip(c.names, c.costs, strict=False))
         took = seconds(result.planning_time)
         self.get_logger().info(

@@ -159,20 +159,24 @@ class Obstacles:
         """The footprint nearest the map point ``xy``: ``(geom id or -1, distance m, size m)``,
         where size is the footprint's largest extent (a disc's diameter, a polygon's longest
         diagonal), e.g. to tell a pole from a wall."""
-        p = np.asarray(xy, dtype=np.float64).reshape(2)
-        best = (-1, math.inf, math.inf)
-        for i, poly in enumerate(self.polygons):
-            d = float(Obstacles((poly,), np.zeros((0, 3)))._polygon_distance(p[None])[0])
-            if d < best[1]:
-                size = float(np.linalg.norm(poly[:, None] - poly[None], axis=-1).max())
-                best = (i, d, size)
-        for j, (x, y, r) in enumerate(self.discs):
-            d = max(math.hypot(p[0] - x, p[1] - y) - r, 0.0)
-            if d < best[1]:
-                best = (len(self.polygons) + j, d, 2.0 * r)
-        index, d, size = best
-        geom = self.sources[index] if 0 <= index < len(self.sources) else -1
-        return geom, d, size
+        p = np.asarray(xy, dtype=np.float64).reshape(1, 2)
+        # Every footprint's distance, polygons then discs (the order of ``sources``).
+        d = np.full(len(self), np.inf)
+        if self.polygons:
+            d[:len(self.polygons)] = self._polygon_distances(p)[0]
+        if len(self.discs):
+            d[len(self.polygons):] = np.maximum(
+                np.linalg.norm(p - self.discs[:, :2], axis=1) - self.discs[:, 2], 0.0)
+        if not len(d):
+            return -1, math.inf, math.inf
+        index = int(np.argmin(d))
+        if index < len(self.polygons):
+            poly = self.polygons[index]
+            size = float(np.linalg.norm(poly[:, None] - poly[None], axis=-1).max())
+        else:
+            size = 2.0 * float(self.discs[index - len(self.polygons), 2])
+        geom = self.sources[index] if index < len(self.sources) else -1
+        return geom, float(d[index]), size
 
     def __len__(self) -> int:
         return len(self.polygons) + len(self.discs)
@@ -220,9 +224,13 @@ class Obstacles:
         return starts, ends - starts
 
     def _polygon_distance(self, points: NDArray) -> NDArray:
+        return self._polygon_distances(points).min(axis=1)
+
+    def _polygon_distances(self, points: NDArray) -> NDArray:
+        """Distance ``[N, P]`` of points ``[N, 2]`` to each polygon (0 inside it)."""
         a, ab = self._edges
         denom = np.maximum((ab * ab).sum(-1), 1e-18)
-        out = np.empty(len(points))
+        out = np.empty((len(points), a.shape[0]))
         # Chunks bound the [N, P, K, 2] temporaries to a few MB.
         chunk = max(1, 65536 // (a.shape[0] * a.shape[1]))
         for s in range(0, len(points), chunk):
@@ -232,7 +240,7 @@ class Obstacles:
             edge_d = np.linalg.norm(ap - t[..., None] * ab[None], axis=-1).min(axis=2)
             cross = ab[None, ..., 0] * ap[..., 1] - ab[None, ..., 1] * ap[..., 0]
             inside = (cross >= -1e-12).all(axis=2)
-            out[s:s + chunk] = np.where(inside, 0.0, edge_d).min(axis=1)
+            out[s:s + chunk] = np.where(inside, 0.0, edge_d)
         return out
 
     def clearance_grid(
