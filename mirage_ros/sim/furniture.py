@@ -1,5 +1,6 @@
 """Furniture-like obstacles built from primitives: tables, chairs, shelves, cabinets, sofas, beds,
-crates, bins, plants, lamps, columns and rugs.
+crates, bins, plants, lamps, columns and rugs; stools, thin-legged chairs and side tables, bare
+poles, pallets, warehouse shelving rows, pillars and bollards.
 
 Each maker returns a :class:`Piece` in its own frame: origin on the floor at the centre of its
 footprint, x along its width, y along its depth with the back at ``+y`` (pieces that stand against
@@ -18,7 +19,7 @@ import numpy as np
 from mirage_ros.sim.materials import MaterialBook
 from mirage_ros.sim.mjcf import Part, yaw_quat
 
-__all__ = ["MAKERS", "ROOM_STYLES", "Piece", "make_piece"]
+__all__ = ["MAKERS", "ROOM_STYLES", "Piece", "bollard", "make_piece", "pillar", "shelving_row"]
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,8 @@ def _table_parts(
     top = rng.uniform(0.025, 0.05)
     wood = book.wood(rng) if rng.random() < 0.7 else book.painted(rng)
     legs = book.metal(rng) if rng.random() < 0.4 else wood
-    parts = [_box(0.0, 0.0, h - top, w, d, top, wood)]
+    surface = book.wood_grain(rng) if rng.random() < 0.3 else wood
+    parts = [_box(0.0, 0.0, h - top, w, d, top, surface)]
     parts += _legs(w, d, h - top, 0.06, rng.uniform(0.04, 0.07), rng.random() < 0.5, legs)
     return parts, h
 
@@ -210,7 +212,10 @@ def bed(rng: np.random.Generator, book: MaterialBook) -> Piece:
 
 def crates(rng: np.random.Generator, book: MaterialBook) -> Piece:
     """One to three boxes stacked, each turned a little: storage, moving boxes."""
-    mat = book.wood(rng) if rng.random() < 0.5 else book.painted(rng)
+    if rng.random() < 0.4:
+        mat = book.cardboard(rng)
+    else:
+        mat = book.wood(rng) if rng.random() < 0.5 else book.painted(rng)
     w, d = rng.uniform(0.35, 0.8), rng.uniform(0.35, 0.8)
     parts, z = [], 0.0
     for k in range(int(rng.integers(1, 4))):
@@ -283,6 +288,183 @@ def rug(rng: np.random.Generator, book: MaterialBook) -> Piece:
     return Piece("rug", w, d, tuple(parts), against_wall=False)
 
 
+# ------------------------------------------------------------------ thin legs and poles
+# Legs and poles of 2-6 cm: seen in a few pixels only, yet a robot must not drive into them.
+
+
+def _thin_legs(
+    w: float, d: float, h: float, inset: float, size: float, mat: str, round_legs: bool = True
+) -> list[Part]:
+    return _legs(w, d, h, inset, size, round_legs, mat)
+
+
+def stool(rng: np.random.Generator, book: MaterialBook) -> Piece:
+    """A bar or kitchen stool: a round or square seat on three or four thin legs."""
+    seat_h = rng.uniform(0.45, 0.78)
+    r = rng.uniform(0.15, 0.21)
+    seat = book.wood(rng) if rng.random() < 0.5 else book.painted(rng)
+    frame = book.metal(rng) if rng.random() < 0.6 else book.wood(rng)
+    leg = rng.uniform(0.02, 0.035)
+    parts = [_cyl(0.0, 0.0, seat_h - 0.035, r, 0.035, seat)]
+    legs = 3 if rng.random() < 0.4 else 4
+    spread = r + rng.uniform(0.0, 0.04)  # legs splay a little past the seat
+    for k in range(legs):
+        a = 2 * math.pi * k / legs + 0.25 * math.pi
+        parts.append(_cyl(spread * 0.8 * math.cos(a), spread * 0.8 * math.sin(a), 0.0,
+                          0.5 * leg, seat_h - 0.035, frame))
+    if rng.random() < 0.5:  # a foot ring: a thin flat disc at a third of the height
+        parts.append(_cyl(0.0, 0.0, 0.3 * seat_h, spread * 0.75, 0.015, frame))
+    size = 2 * max(r, spread * 0.8 + 0.5 * leg)
+    return Piece("stool", size, size, tuple(parts), against_wall=False)
+
+
+def thin_chair(rng: np.random.Generator, book: MaterialBook) -> Piece:
+    """A cafe or folding chair: metal tube legs of 2-3 cm, seat and back panels."""
+    size, seat_h = rng.uniform(0.4, 0.48), rng.uniform(0.43, 0.48)
+    seat = book.painted(rng) if rng.random() < 0.5 else book.wood(rng)
+    frame = book.metal(rng) if rng.random() < 0.7 else book.painted(rng)
+    leg = rng.uniform(0.02, 0.03)
+    parts = [_box(0.0, 0.0, seat_h - 0.025, size, size, 0.025, seat)]
+    parts += _thin_legs(size, size, seat_h - 0.025, 0.02, leg, frame)
+    back_h = rng.uniform(0.3, 0.45)
+    for sx in (-1, 1):  # two uprights carry the back panel
+        parts.append(_cyl(sx * (0.5 * size - 0.02), 0.5 * size - 0.02, seat_h, 0.5 * leg,
+                          back_h, frame))
+    parts.append(_box(0.0, 0.5 * size - 0.02, seat_h + 0.6 * back_h, size - 0.02, 0.02,
+                      0.4 * back_h, seat))
+    return Piece("chair_thin", size, size, tuple(parts), against_wall=False)
+
+
+def side_table(rng: np.random.Generator, book: MaterialBook) -> Piece:
+    """A small table: a square top on four thin legs, or a round top on one pole and a base."""
+    h = rng.uniform(0.45, 0.75)
+    top = book.wood_grain(rng) if rng.random() < 0.4 else (
+        book.wood(rng) if rng.random() < 0.5 else book.painted(rng))
+    frame = book.metal(rng) if rng.random() < 0.6 else book.wood(rng)
+    if rng.random() < 0.5:
+        w = rng.uniform(0.4, 0.7)
+        parts = [_box(0.0, 0.0, h - 0.025, w, w, 0.025, top)]
+        parts += _thin_legs(w, w, h - 0.025, 0.03, rng.uniform(0.02, 0.04), frame,
+                            round_legs=rng.random() < 0.6)
+    else:
+        r = rng.uniform(0.2, 0.35)
+        w = 2 * r
+        parts = [_cyl(0.0, 0.0, h - 0.025, r, 0.025, top),
+                 _cyl(0.0, 0.0, 0.0, rng.uniform(0.015, 0.03), h - 0.025, frame),
+                 _cyl(0.0, 0.0, 0.0, rng.uniform(0.15, 0.6) * r + 0.1, 0.025, frame)]
+    if rng.random() < 0.5:
+        r_obj = rng.uniform(0.03, 0.08)
+        parts.append(_cyl(rng.uniform(-0.1, 0.1), rng.uniform(-0.1, 0.1), h, r_obj,
+                          rng.uniform(0.08, 0.3), book.bright(rng)))
+    return Piece("side_table", w, w, tuple(parts), against_wall=False)
+
+
+def pole(rng: np.random.Generator, book: MaterialBook) -> Piece:
+    """A bare pole 2-6 cm wide: a post, a sign, a stanchion, a coat stand."""
+    mat = book.metal(rng) if rng.random() < 0.6 else book.painted(rng)
+    r = rng.uniform(0.01, 0.03)
+    h = rng.uniform(0.9, 2.0)
+    parts = [_cyl(0.0, 0.0, 0.0, r, h, mat)]
+    reach = 2 * r
+    kind = rng.random()
+    if kind < 0.35:  # a low flat base
+        base = rng.uniform(0.1, 0.18)
+        parts.append(_cyl(0.0, 0.0, 0.0, base, 0.025, mat))
+        reach = 2 * base
+    elif kind < 0.6:  # a coat stand: short arms at the top
+        for a in (0.0, 0.5 * math.pi):
+            parts.append(Part("box", (0.0, 0.0, h - 0.1), (0.14, 0.012, 0.012), mat,
+                              yaw_quat(a)))
+        reach = max(reach, 0.3)
+    elif kind < 0.8:  # a sign on top
+        parts.append(_box(0.0, 0.0, h, rng.uniform(0.25, 0.45), 0.02, rng.uniform(0.2, 0.35),
+                          book.bright(rng)))
+        reach = max(reach, 0.45)
+    return Piece("pole", reach, reach, tuple(parts), against_wall=False)
+
+
+def pallet(rng: np.random.Generator, book: MaterialBook) -> Piece:
+    """A wooden pallet on the floor, often loaded with cartons."""
+    w, d = (1.2, 0.8) if rng.random() < 0.7 else (1.0, 1.0)
+    wood = book.wood_grain(rng)
+    parts = [_box(0.0, 0.0, 0.0, w, d, 0.12, book.wood(rng)),
+             _box(0.0, 0.0, 0.12, w, d, 0.025, wood)]
+    top = 0.145
+    if rng.random() < 0.75:
+        carton = book.cardboard(rng)
+        h = rng.uniform(0.3, 1.2)
+        parts.append(_box(0.0, 0.0, top, w * rng.uniform(0.8, 0.98), d * rng.uniform(0.8, 0.98),
+                          h, carton))
+        if rng.random() < 0.4:
+            parts.append(_box(rng.uniform(-0.2, 0.2) * w, 0.0, top + h, 0.4 * w, 0.6 * d,
+                              rng.uniform(0.2, 0.4), book.cardboard(rng)))
+    return Piece("pallet", w, d, tuple(parts), against_wall=False)
+
+
+def shelving_row(
+    rng: np.random.Generator, book: MaterialBook, length: float, depth: float, height: float,
+    boards: int, frame: str, board_mat: str, cartons: list[str], fill: float,
+) -> Piece:
+    """Open warehouse shelving along local x: thin uprights at every bay boundary (3-5 cm), a
+    low bottom board and ``boards - 1`` more up to ``height``, some cartons on the boards."""
+    bays = max(1, int(round(length / rng.uniform(1.0, 1.8))))
+    bay = length / bays
+    post = rng.uniform(0.03, 0.05)
+    round_posts = rng.random() < 0.3
+    parts: list[Part] = []
+    for k in range(bays + 1):
+        x = -0.5 * length + k * bay
+        x = min(max(x, -0.5 * length + 0.5 * post), 0.5 * length - 0.5 * post)
+        for sy in (-1, 1):
+            y = sy * (0.5 * depth - 0.5 * post)
+            if round_posts:
+                parts.append(_cyl(x, y, 0.0, 0.5 * post, height, frame))
+            else:
+                parts.append(_box(x, y, 0.0, post, post, height, frame))
+    low = rng.uniform(0.08, 0.15)
+    levels = [low] + list(np.linspace(low, height - 0.03, boards)[1:])
+    for z in levels:
+        parts.append(_box(0.0, 0.0, float(z), length, depth - 0.01, 0.03, board_mat))
+    # Cartons: one wide box per bay and level at most, so the geom count stays small.
+    for z0, z1 in zip(levels[:-1], levels[1:], strict=True):
+        gap = float(z1 - z0) - 0.06
+        for k in range(bays):
+            if rng.random() > fill or gap < 0.15:
+                continue
+            bw = bay * rng.uniform(0.3, 0.85)
+            x = -0.5 * length + (k + 0.5) * bay + rng.uniform(-0.5, 0.5) * (bay - bw - post)
+            carton = cartons[int(rng.integers(len(cartons)))]
+            parts.append(_box(x, 0.0, float(z0) + 0.03, bw, depth * rng.uniform(0.6, 0.9),
+                              gap * rng.uniform(0.5, 0.9), carton))
+    return Piece("shelving", length, depth, tuple(parts), against_wall=False)
+
+
+def pillar(rng: np.random.Generator, book: MaterialBook, height: float, mat: str,
+           width: float, round_shape: bool, plinth: str | None = None) -> Piece:
+    """A pillar or post ``width`` wide (4-30 cm) from the floor to ``height``."""
+    if round_shape:
+        parts = [_cyl(0.0, 0.0, 0.0, 0.5 * width, height, mat)]
+    else:
+        parts = [_box(0.0, 0.0, 0.0, width, width, height, mat)]
+    reach = width
+    if plinth is not None and width >= 0.12:
+        pw = width + rng.uniform(0.04, 0.1)
+        parts.append(_box(0.0, 0.0, 0.0, pw, pw, rng.uniform(0.08, 0.3), plinth))
+        reach = pw
+    return Piece("pillar", reach, reach, tuple(parts), against_wall=False)
+
+
+def bollard(rng: np.random.Generator, book: MaterialBook, mat: str) -> Piece:
+    """A short post 0.3-1 m tall, 5-30 cm wide, sometimes with a bright band or cap."""
+    h = rng.uniform(0.3, 1.0)
+    r = rng.uniform(0.025, 0.15)
+    parts = [_cyl(0.0, 0.0, 0.0, r, h, mat)]
+    if rng.random() < 0.5:
+        parts.append(_cyl(0.0, 0.0, h * rng.uniform(0.6, 0.85), r * 1.03, 0.06,
+                          book.bright(rng)))
+    return Piece("bollard", 2.06 * r, 2.06 * r, tuple(parts), against_wall=False)
+
+
 Maker = Callable[[np.random.Generator, MaterialBook], Piece]
 
 MAKERS: dict[str, Maker] = {
@@ -298,6 +480,11 @@ MAKERS: dict[str, Maker] = {
     "plant": plant,
     "lamp": floor_lamp,
     "rug": rug,
+    "stool": stool,
+    "chair_thin": thin_chair,
+    "side_table": side_table,
+    "pole": pole,
+    "pallet": pallet,
 }
 
 # Relative frequencies of each kind per room style; a room draws its style, then its pieces.
@@ -307,10 +494,19 @@ ROOM_STYLES: dict[str, dict[str, float]] = {
     "bedroom": {"bed": 3, "cabinet": 2, "shelf": 1, "plant": 1, "chair": 1, "lamp": 1,
                 "rug": 1, "bin": 0.5},
     "office": {"table": 3, "chair": 2, "shelf": 2, "cabinet": 2, "plant": 1, "bin": 1,
-               "dining_set": 0.5, "column": 0.5},
+               "dining_set": 0.5, "column": 0.5, "chair_thin": 0.5},
     "dining": {"dining_set": 3, "cabinet": 2, "shelf": 1, "plant": 1.5, "lamp": 1, "rug": 1},
     "storage": {"crates": 4, "bin": 3, "shelf": 3, "cabinet": 1, "column": 1},
-    "hall": {"plant": 2, "bin": 1, "cabinet": 1, "shelf": 1, "crates": 0.5, "column": 0.5},
+    "hall": {"plant": 2, "bin": 1, "cabinet": 1, "shelf": 1, "crates": 0.5, "column": 0.5,
+             "pole": 0.3},
+    # Many small things on thin legs and poles (see procedural.py: denser than the rooms above).
+    "cluttered": {"stool": 2, "chair_thin": 2, "side_table": 2, "lamp": 1.5, "pole": 1.2,
+                  "bin": 1.2, "crates": 1.5, "plant": 1.5, "chair": 0.7, "table": 0.6,
+                  "shelf": 0.5},
+    # Loose pieces around the main structure of the two layout styles (procedural.py).
+    "aisles": {"pallet": 2, "crates": 2, "bin": 1, "pole": 0.5},
+    "pillar_hall": {"plant": 1.5, "bin": 1, "side_table": 0.7, "stool": 0.5, "pole": 0.5,
+                    "crates": 0.5},
 }
 
 

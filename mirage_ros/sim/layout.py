@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Doorway", "FloorPlan", "Rect", "WallPiece", "random_floor_plan"]
+__all__ = ["Doorway", "FloorPlan", "Rect", "WallPiece", "open_hall_plan", "random_floor_plan"]
 
 # Below this shared length two regions are treated as not adjacent (no door fits).
 _MIN_SHARED = 1.6
@@ -226,7 +226,38 @@ def random_floor_plan(rng: np.random.Generator) -> FloorPlan:
         regions, kinds = _grid_regions(rng)
     else:
         regions, kinds = _corridor_regions(rng)
-    wall_height = _snap(rng.uniform(2.5, 3.1))
+    # Most buildings have 2.4-3.2 m ceilings; some rooms are lofts or old buildings up to 4 m.
+    if rng.random() < 0.25:
+        wall_height = _snap(rng.uniform(3.2, 4.0))
+    else:
+        wall_height = _snap(rng.uniform(2.3, 3.2))
+    return _connect(rng, regions, kinds, wall_height)
+
+
+def open_hall_plan(rng: np.random.Generator) -> FloorPlan:
+    """One large open hall (8-13 m by 6-10 m, 3-4.5 m high: a warehouse, a lobby, a car park)
+    with zero to two ordinary rooms along one of its long sides."""
+    width, depth = _snap(rng.uniform(8.0, 13.0)), _snap(rng.uniform(6.0, 10.0))
+    regions = [Rect(0.0, 0.0, width, depth)]
+    kinds = ["room"]
+    rooms = int(rng.choice([0, 1, 2], p=[0.2, 0.45, 0.35]))
+    room_depth = _snap(rng.uniform(3.6, 5.0))
+    x = _snap(rng.uniform(0.0, 1.0)) if rooms else 0.0
+    for _ in range(rooms):
+        w = _snap(rng.uniform(3.6, 5.5))
+        if x + w > width:
+            break
+        regions.append(Rect(x, depth, _snap(x + w), _snap(depth + room_depth)))
+        kinds.append("room")
+        x = _snap(x + w)
+    wall_height = _snap(rng.uniform(3.0, 4.5))
+    return _connect(rng, regions, kinds, wall_height)
+
+
+def _connect(
+    rng: np.random.Generator, regions: list[Rect], kinds: list[str], wall_height: float
+) -> FloorPlan:
+    """Wall thickness and doorways for regions that tile a footprint."""
     wall_thickness = _snap(rng.uniform(0.1, 0.2))
 
     edges = _adjacencies(regions)

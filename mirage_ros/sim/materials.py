@@ -4,9 +4,10 @@ Only MuJoCo's builtin procedural textures are used (checker, gradient, flat with
 so a scene needs no image files. MuJoCo maps a 2D texture on a box by projecting along the box's
 local z axis: it looks right on the faces perpendicular to z and smeared on the others. Floors
 and walls are therefore built as boxes whose local z is the face normal (see procedural.py) and
-take 2D textures; furniture is seen from every side and takes plain colours (a ``cube`` texture
-would work, but each textured geom costs a texture switch on CPU renderers; noise on a cube
-texture is stretched radially across large faces anyway).
+take 2D textures; furniture is seen from every side and mostly takes plain colours (each textured
+geom costs a texture switch on CPU renderers; noise on a cube texture is stretched radially
+across large faces anyway). A few cheap exceptions: wood grain on flat boards (table tops, shelf
+boards, pallets), whose big faces are horizontal, and edged cube textures on cartons.
 """
 
 from __future__ import annotations
@@ -187,6 +188,28 @@ class MaterialBook:
         rgb = _hsv(rng.random(), rng.uniform(0.4, 0.95), rng.uniform(0.35, 0.95))
         return self._add("bright", None, rgba=_fmt([*rgb, 1.0]),
                          specular=_fmt([rng.uniform(0.0, 0.4)]))
+
+    def wood_grain(self, rng: np.random.Generator) -> str:
+        """Textured wood for flat boards (table tops, shelf boards, pallets): a 2D plank texture
+        that lands on the big horizontal faces (boxes' local z is up)."""
+        wood = _hsv(rng.uniform(0.05, 0.12), rng.uniform(0.3, 0.7), rng.uniform(0.35, 0.85))
+        tex = {"type": "2d", "width": "32", "height": "32", "builtin": "checker",
+               "rgb1": _fmt(wood), "rgb2": _fmt(_shade(wood, rng.uniform(0.75, 0.92))),
+               "mark": "random", "random": _fmt([rng.uniform(0.1, 0.3)]),
+               "markrgb": _fmt(_shade(wood, 0.7))}
+        plank = rng.uniform(2.0, 5.0)
+        return self._add("grain", tex, texrepeat=_fmt([plank, plank * rng.uniform(0.1, 0.3)]),
+                         texuniform="true", specular=_fmt([rng.uniform(0.1, 0.3)]),
+                         shininess="0.3")
+
+    def cardboard(self, rng: np.random.Generator) -> str:
+        """Boxes and cartons: a cube texture with dark edges, so every face reads as a box."""
+        rgb = _hsv(rng.uniform(0.07, 0.11), rng.uniform(0.35, 0.6), rng.uniform(0.45, 0.8))
+        if rng.random() < 0.25:  # white or coloured cartons now and then
+            rgb = _hsv(rng.random(), rng.uniform(0.0, 0.6), rng.uniform(0.6, 0.95))
+        tex = {"type": "cube", "width": "32", "height": "32", "builtin": "flat",
+               "rgb1": _fmt(rgb), "mark": "edge", "markrgb": _fmt(_shade(rgb, 0.55))}
+        return self._add("carton", tex, specular="0.05")
 
     def emissive(self, rgb: tuple[float, float, float], strength: float) -> str:
         """Light fixtures and windows: they glow, whatever lights them."""

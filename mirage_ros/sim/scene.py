@@ -38,6 +38,7 @@ class Scene:
     regions: tuple[Rect, ...]
     bounds: Rect
     seed: int | None = None
+    styles: tuple[str, ...] = ()  # per region, procedural scenes only
     _obstacles: dict[tuple[float, float], Obstacles] = field(default_factory=dict, repr=False)
     _grids: dict[tuple, ClearanceGrid] = field(default_factory=dict, repr=False)
 
@@ -70,12 +71,13 @@ def _compile(spec: mujoco.MjSpec) -> tuple[mujoco.MjModel, mujoco.MjData, int]:
     return model, data, camera_id
 
 
-def procedural_scene(seed: int) -> Scene:
-    """The generated scene of ``seed`` (see :mod:`mirage_ros.sim.procedural`)."""
-    generated = generate_scene(seed)
+def procedural_scene(seed: int, style: str | None = None) -> Scene:
+    """The generated scene of ``seed``, every region furnished in ``style`` if given (see
+    :mod:`mirage_ros.sim.procedural`)."""
+    generated = generate_scene(seed, style)
     model, data, camera_id = _compile(mujoco.MjSpec.from_string(generated.mjcf))
     return Scene(
-        name=f"procedural-{seed}",
+        name=f"procedural-{seed}" if style is None else f"procedural-{seed}-{style}",
         mjcf=generated.mjcf,
         model=model,
         data=data,
@@ -83,6 +85,7 @@ def procedural_scene(seed: int) -> Scene:
         regions=generated.plan.regions,
         bounds=generated.plan.bounds,
         seed=seed,
+        styles=generated.styles,
     )
 
 
@@ -111,6 +114,7 @@ def load_scene(source: str | os.PathLike[str]) -> Scene:
     return scene
 
 
-def scene_from_config(seed: int, mjcf_path: str = "") -> Scene:
-    """What the CLIs and the sim node accept: a user MJCF path if given, else the seed."""
-    return load_scene(mjcf_path) if mjcf_path else procedural_scene(seed)
+def scene_from_config(seed: int, mjcf_path: str = "", style: str | None = None) -> Scene:
+    """What the CLIs and the sim node accept: a user MJCF path if given, else the seed (and a
+    forced procedural style)."""
+    return load_scene(mjcf_path) if mjcf_path else procedural_scene(seed, style)

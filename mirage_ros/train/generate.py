@@ -8,6 +8,15 @@ OpenGL context (EGL: Mesa on a CPU, the NVIDIA driver on a GPU machine; nothing 
 either). ``--resume`` skips scenes whose shard already exists. The run ends by printing the
 frames per second of the whole generation (tours, rendering, compression, writing).
 
+``--style NAME`` gives every region of every procedural scene one style (``aisles``,
+``pillar_hall``, ``cluttered``, or one of the furnished-room styles; see
+:data:`mirage_ros.sim.procedural.STYLES`), e.g. to make a test set of one kind of scene.
+``--camera-height-range LO,HI`` and ``--camera-pitch-range LO,HI`` (degrees, down positive)
+give each scene seed its own camera height and pitch, drawn from the seed alone, so a robot's
+camera is not always where the fixed ``--camera-height`` / ``--camera-pitch-deg`` put it. The
+values drawn and the scene's styles are in each episode's metadata. A range that starts with a
+minus sign needs the ``=`` form: ``--camera-pitch-range=-5,20``.
+
 It lives in ``train``, not ``sim``, because it writes the training data format
 (:mod:`mirage_ros.train.episodes`): ``train`` may drive the simulator, the simulator never
 imports ``train`` (the layers in ``pyproject.toml``).
@@ -29,13 +38,17 @@ from tqdm import tqdm
 
 from mirage_ros.geometry import CameraRig
 from mirage_ros.sim.motion import Limits
+from mirage_ros.sim.procedural import STYLES
 from mirage_ros.sim.render import Renderer
 from mirage_ros.sim.scene import scene_from_config
 from mirage_ros.sim.tour import tour
 from mirage_ros.sim.truth import render_path
 from mirage_ros.train.episodes import Episode, split_of_seed, write_index, write_shard
 
-__all__ = ["GenerateConfig", "generate", "generate_scene_shard", "main"]
+__all__ = ["GenerateConfig", "camera_of_seed", "generate", "generate_scene_shard", "main"]
+
+# Mixed into a scene seed to draw its camera: a stream of its own, apart from scene and tours.
+_CAMERA_STREAM = 0xCA3E7A
 
 
 @dataclass(frozen=True)
@@ -51,6 +64,10 @@ class GenerateConfig:
     hfov_deg: float = 90.0
     camera_height: float = 0.5
     camera_pitch_deg: float = 10.0
+    # (low, high): each seed draws its own height (m) / pitch (degrees) in it; None: fixed
+    camera_height_range: tuple[float, float] | None = None
+    camera_pitch_range: tuple[float, float] | None = None
+    style: str | None = None
     robot_radius: float = 0.25
     split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
     shadows: bool = False
@@ -70,15 +87,34 @@ class ShardResult:
     skipped: bool
 
 
+def camera_of_seed(config: GenerateConfig, seed: int) -> tuple[float, float]:
+    """``(height m, pitch deg)`` of the camera in scene ``seed``: the fixed values, or draws
+    from the configured ranges that depend on the seed only."""
+    height, pitch = config.camera_height, config.camera_pitch_deg
+    if config.camera_height_range is None and config.camera_pitch_range is None:
+        return height, pitch
+    rng = np.random.default_rng(np.random.SeedSequence([_CAMERA_STREAM, seed]))
+    draw_h, draw_p = rng.random(), rng.random()  # both drawn always: ranges stay independent
+    if config.camera_height_range is not None:
+        lo, hi = config.camera_height_range
+        height = round(lo + (hi - lo) * draw_h, 4)
+    if config.camera_pitch_range is not None:
+        lo, hi = config.camera_pitch_range
+        pitch = round(lo + (hi - lo) * draw_p, 3)
+    return height, pitch
+
+
 def generate_scene_shard(config: GenerateConfig, seed: int) -> ShardResult:
     """Render every episode of scene ``seed`` and write its shard."""
     path = config.shard_path(seed)
     frames = config.episodes_per_scene * config.frames_per_episode
     if config.resume and path.exists():
         return ShardResult(seed, frames, 0.0, skipped=True)
-    scene = scene_from_config(seed, config.mjcf)
-    rig = CameraRig.create(config.width, config.height, config.hfov_deg, config.camera_height,
-                           config.camera_pitch_deg)
+    scene = scene_from_config(seed, config.mjcf, config.style or None)
+    styles = scene.styles
+    camera_height, camera_pitch = camera_of_seed(config, seed)
+    rig = CameraRig.create(config.width, config.height, config.hfov_deg, camera_height,
+                           camera_pitch)
     split = split_of_seed(seed, config.split_fractions)
     episodes = []
     render_seconds = 0.0
@@ -99,8 +135,8 @@ def generate_scene_shard(config: GenerateConfig, seed: int) -> ShardResult:
                 frames_k.K, trajectory.stamps,
                 {"scene_seed": seed, "scene": scene.name, "episode": k, "tour_seed": tour_seed,
                  "split": split, "source": "mirage_ros.sim", "frame_dt": config.frame_dt,
-                 "camera_height": config.camera_height,
-                 "camera_pitch_deg": config.camera_pitch_deg,
+                 "camera_height": camera_height, "camera_pitch_deg": camera_pitch,
+                 "scene_styles": list(styles), "style": config.style,
                  "robot_radius": config.robot_radius, "max_speed": limits.max_speed,
                  "max_yaw_rate": limits.max_yaw_rate}))
     write_shard(path, episodes)
@@ -139,8 +175,7 @@ def generate(config: GenerateConfig, progress: bool = True) -> dict[str, float]:
         "render_fps": made / render_seconds if render_seconds > 0 else math.nan,
     }
     write_index(config.out, {"generator": "mirage_ros.train.generate",
-                             "config": {**asdict(config), "split_fractions":
-                                        list(config.split_fractions)},
+                             "config": _jsonable(asdict(config)),
                              "timing": timing})
     return timing
 
@@ -149,6 +184,17 @@ def _consume(results: Iterable[ShardResult], bar: tqdm) -> Iterator[ShardResult]
     for result in results:
         bar.update(result.frames)
         yield result
+
+
+def _jsonable(config: dict) -> dict:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in config.items()}
+
+
+def _range(text: str) -> tuple[float, float]:
+    parts = tuple(float(v) for v in text.split(","))
+    if len(parts) != 2 or not parts[0] <= parts[1]:
+        raise argparse.ArgumentTypeError("expected LOW,HIGH with LOW <= HIGH")
+    return parts  # type: ignore[return-value]
 
 
 def _fractions(text: str) -> tuple[float, float, float]:
@@ -173,6 +219,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--hfov-deg", type=float, default=90.0)
     parser.add_argument("--camera-height", type=float, default=0.5, help="metres above base")
     parser.add_argument("--camera-pitch-deg", type=float, default=10.0, help="down positive")
+    parser.add_argument("--camera-height-range", type=_range, default=None, metavar="LO,HI",
+                        help="draw each scene's camera height (m) from this range, per seed "
+                             "(e.g. 0.25,1.0); overrides --camera-height")
+    parser.add_argument("--camera-pitch-range", type=_range, default=None, metavar="LO,HI",
+                        help="draw each scene's camera pitch (degrees, down positive) from this "
+                             "range, per seed (e.g. --camera-pitch-range=-5,20); overrides "
+                             "--camera-pitch-deg")
+    parser.add_argument("--style", choices=STYLES, default=None,
+                        help="give every region of every scene this style (default: mixed)")
     parser.add_argument("--robot-radius", type=float, default=0.25)
     parser.add_argument("--split-fractions", type=_fractions, default=(0.8, 0.1, 0.1),
                         help="train,validation,test fractions of scene seeds")
