@@ -487,7 +487,9 @@ def test_reduce_depth_median_gaps_and_invalid_pixels():
     d = torch.full((1, 32, 32), 2.0)
     d[0, :8, :8] = torch.linspace(1.0, 1.5, 64).reshape(8, 8)  # tilted: small gaps, kept
     d[0, :8, 8:16] = 1.0
-    d[0, :4, 8:16] = 3.0  # a step inside the block: invalid
+    d[0, :4, 8:16] = 3.0  # a step inside the block: its near half (1 m) is a real surface
+    d[0, :8, 16:24] = 3.0
+    d[0, 7, 16:24] = 1.0  # a step whose near side covers 1/8 of the block: invalid
     d[0, 8:16, :8] = float("nan")
     d[0, 8, :8] = 2.5  # 8 valid of 64: too few
     d[0, 8:16, 8:16] = float("inf")
@@ -496,7 +498,8 @@ def test_reduce_depth_median_gaps_and_invalid_pixels():
     out = reduce_depth(d, 4, 4)
     assert out.shape == (1, 4, 4)
     assert float(out[0, 0, 0]) == float(torch.linspace(1.0, 1.5, 64)[31])  # lower median
-    assert float(out[0, 0, 1]) == 0.0
+    assert float(out[0, 0, 1]) == 1.0
+    assert float(out[0, 0, 2]) == 0.0
     assert float(out[0, 1, 0]) == 0.0
     assert float(out[0, 1, 1]) == 1.25
     assert float(out[0, 2, 2]) == 0.0
@@ -524,10 +527,12 @@ def test_flying_points_and_grazing_surfaces_are_rejected():
     depth = torch.full((1, H, W), 2.0)
     depth[0, :, 8:] = 4.0  # a vertical depth step between columns 7 and 8
     stats = mem.write(torch.zeros(1, 1, H, W), depth, K16, pose()[None], 0.0)
-    assert stats.rejected_edge == 2 * H  # both sides of the step
+    assert stats.rejected_edge == H  # the far side of the step; the near side is a real surface
     assert stats.rejected_grazing == 0
     xs = mem.positions[:, 0]
-    assert bool(((xs < -0.3) | (xs > 0.6)).all())
+    # Column 7 (near side, z = 2) unprojects to x = -0.125, column 8 (far side, z = 4) to 0.25.
+    assert int(((xs + 0.125).abs() < 0.01).sum()) == H
+    assert bool(((xs < -0.1) | (xs > 0.6)).all())
     # A floor 1 m below a camera looking level: the rows just under the horizon see it at
     # grazing incidence. The normal (0, 1, 0) against the ray (xn, yn, 1) gives the expectation.
     mem2 = LatentMemory(channels=1)

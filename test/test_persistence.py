@@ -112,7 +112,7 @@ CASES = [
                        ("mid data", lambda d: (_header_end(d) + len(d)) // 2),
                        ("last byte", lambda d: len(d) - 1)]],
     *[(f"bit flip {where}", lambda d, t, f=f: _flip(d, f(d)), {},
-       "checksum mismatch|header is not valid JSON")
+       "checksum mismatch|header is not valid JSON|payload is unreadable")
       for where, f in [("in the header length", lambda d: 1),
                        ("in the metadata", lambda d: _header_end(d) - 40),
                        ("in the first tensor", lambda d: _header_end(d) + 3),

@@ -6,29 +6,48 @@ Two stages, both deterministic and batched:
 a (H/h) x (W/w) block of pixels. We sort the block's valid depths (finite and > 0) and
 
 * mark the cell invalid when fewer than ``min_valid_fraction`` of the pixels are valid;
-* mark it invalid when two consecutive sorted depths differ by more than ``max_relative_gap``
-  times the median: that is a depth edge inside the block, and the latent there mixes two
-  surfaces. A tilted plane spreads its depths evenly over the block (small gaps even when the
-  total spread is large), so it survives: with 8 x 8 blocks a plane stays valid up to roughly
-  80 degrees of incidence at the default 0.1, while a 10 % step is caught at any angle;
-* otherwise take the lower median of the valid depths. A median never averages across an edge:
-  it is always a depth that some pixel really measured.
+* otherwise, when no two consecutive sorted depths differ by more than ``max_relative_gap``
+  times the median, take the lower median of the valid depths. A tilted plane spreads its depths
+  evenly over the block (small gaps even when the total spread is large), so it counts as one
+  surface: with 8 x 8 blocks a plane stays gap-free up to roughly 80 degrees of incidence at the
+  default 0.1, while a 10 % step is caught at any angle. A median never averages across an edge:
+  it is always a depth that some pixel really measured;
+* a block with such a gap holds a depth edge (a mixed block). Its *near cluster* is the run of
+  sorted depths before the first gap that exceeds ``max_relative_gap`` times the lower median of
+  the depths up to that gap (those prefix medians never exceed the block's median, so a mixed
+  block always has such a cut, and the near cluster has no gap of its own by that rule). When the
+  near cluster holds at least ``min_near_fraction`` of the block's pixels (default 0.25: a pole
+  or table leg covering a quarter of the block), the cell takes its lower median; otherwise the
+  cell is invalid. The near side of an edge is a real surface the robot can hit, often thinner
+  than a cell; the latent there mixes surfaces, but for collision checking the near depth is the
+  safe one. The far surface and the pixels between the two are never chosen.
+  ``min_near_fraction=1`` restores the older rule that rejects every mixed block.
 
 ``cell_validity`` then looks at the latent grid itself and rejects
 
 * depths outside ``[min_depth, max_depth]``;
-* flying points at depth discontinuities: for a plane the inverse depth of a pinhole camera is an
-  affine function of the cell coordinates, so along each axis with both 4-neighbours valid the
-  dimensionless second difference ``|z / z_prev - 2 + z / z_next|`` is zero on any plane, however
-  tilted. Above ``edge_threshold`` (default 0.1) the cell sits on a step or a sharp crease and is
-  rejected; both sides of a step are rejected, because the encoder's receptive field mixes them;
+* flying points and far sides at depth discontinuities: for a plane the inverse depth of a
+  pinhole camera is an affine function of the cell coordinates, so along each axis with both
+  4-neighbours valid the dimensionless second difference ``|z / z_prev - 2 + z / z_next|`` is zero
+  on any plane, however tilted. Above ``edge_threshold`` (default 0.1) the cell sits on a step or
+  a sharp crease. It is still kept when it is the near side of that step, i.e. no farther than
+  ``(1 + edge_threshold)`` times its nearer neighbour on that axis: the front of an obstacle is a
+  real surface (a 4 x 4-cell box in front of a wall keeps all 16 cells, a pole one cell wide is
+  kept). The tolerance lets the receding border of a mildly tilted obstacle count as near side;
+  for a flat far surface it rejects exactly the cells the second difference flags (there the
+  second difference equals ``z / z_prev - 1``). Rejected are the far side of a step (the wall
+  cells next to the box) and flying points whose depth lies between the two surfaces, more than
+  ``edge_threshold`` behind the nearer neighbour (e.g. 1.5 m between 1 m and 2 m);
 * grazing views: the surface normal is the cross product of one horizontal and one vertical
   tangent between neighbouring unprojected cell centres (on each axis the neighbour with the
-  smaller depth change, so a cell next to an edge still gets the normal of its own surface). The
-  cell is rejected when the angle between that normal and the viewing ray exceeds
-  ``max_incidence_deg`` (default 75 degrees; at 16 x 16 latent cells over a 90 degree field of
-  view one cell then spans a depth change of about 50 %) or when no tangent can be formed on an
-  axis (an isolated cell cannot be checked, so it is not trusted).
+  smaller depth change, so a cell next to an edge still gets the normal of its own surface). A
+  cell more than ``edge_threshold`` in front of both neighbours on an axis (a ridge: a pole one
+  cell wide) has no neighbour on its own surface there, and takes the fronto-parallel tangent
+  along that axis (the step to the next cell centre at its own depth). The cell is rejected when
+  the angle between that normal and the viewing ray exceeds ``max_incidence_deg`` (default 75
+  degrees; at 16 x 16 latent cells over a 90 degree field of view one cell then spans a depth
+  change of about 50 %) or when no tangent can be formed on an axis (an isolated cell cannot be
+  checked, so it is not trusted).
 
 Cells on the image border have only one neighbour on that axis: the step test is skipped there
 and the normal uses the one-sided tangent.
@@ -51,11 +70,13 @@ def reduce_depth(
     *,
     min_valid_fraction: float = 0.5,
     max_relative_gap: float = 0.1,
+    min_near_fraction: float = 0.25,
 ) -> torch.Tensor:
     """Robust per-block depth: ``[B,H,W]`` metres -> ``[B,h,w]`` float32, 0 where invalid.
 
     ``H`` and ``W`` must be multiples of ``h`` and ``w``. Pixels that are NaN, inf, zero or
-    negative are invalid. See the module docstring for the rule.
+    negative are invalid. See the module docstring for the rule; ``min_near_fraction=1`` gives
+    the older rule that rejects every block with a depth edge.
     """
     if not isinstance(depth_hw, torch.Tensor):
         raise ValueError("depth_hw must be a torch tensor")
@@ -65,8 +86,10 @@ def reduce_depth(
         raise ValueError(f"depth_hw must have a floating-point dtype, got {depth_hw.dtype}")
     if not 0.0 < min_valid_fraction <= 1.0:
         raise ValueError("min_valid_fraction must be in (0, 1]")
-    if max_relative_gap <= 0.0:
+    if not max_relative_gap > 0.0:
         raise ValueError("max_relative_gap must be > 0")
+    if not 0.0 < min_near_fraction <= 1.0:
+        raise ValueError(f"min_near_fraction must be in (0, 1], got {min_near_fraction!r}")
     b, big_h, big_w = depth_hw.shape
     if h <= 0 or w <= 0 or big_h % h or big_w % w:
         raise ValueError(f"depth size {big_h}x{big_w} is not a multiple of the latent {h}x{w}")
@@ -83,8 +106,22 @@ def reduce_depth(
     in_valid_run = torch.arange(1, kh * kw, device=d.device) < count[..., None]
     max_gap = torch.where(in_valid_run, gaps, torch.zeros_like(gaps)).amax(dim=-1)
     min_count = max(1, math.ceil(min_valid_fraction * kh * kw - 1e-9))
-    ok = (count >= min_count) & (max_gap <= max_relative_gap * median)
-    return torch.where(ok, median, torch.zeros_like(median))
+    enough = count >= min_count
+    ok = enough & (max_gap <= max_relative_gap * median)
+    # Mixed blocks: cut the sorted depths at the first gap i (between ordered[i] and
+    # ordered[i + 1]) that exceeds max_relative_gap times the lower median ordered[i // 2] of the
+    # prefix ordered[0..i]. The prefix medians never exceed the block median, so every block that
+    # fails the gap test above has such a cut; no gap inside the near cluster exceeds the bound
+    # for its own median, which is ordered[cut // 2].
+    idx = torch.arange(kh * kw - 1, device=d.device)
+    prefix_median = ordered[..., idx // 2]
+    is_cut = in_valid_run & (gaps > max_relative_gap * prefix_median)
+    cut = torch.where(is_cut, idx, torch.full_like(idx, kh * kw)).amin(dim=-1)
+    near_median = ordered.gather(-1, (cut.clamp(max=kh * kw - 1) // 2)[..., None])[..., 0]
+    min_near = max(1, math.ceil(min_near_fraction * kh * kw - 1e-9))
+    near_ok = enough & ~ok & (cut + 1 >= min_near) & (cut < kh * kw)
+    out = torch.where(near_ok, near_median, torch.zeros_like(median))
+    return torch.where(ok, median, out)
 
 
 @dataclass(frozen=True)
@@ -116,12 +153,17 @@ def cell_validity(
     pts = torch.stack([x, y, z], dim=-1)  # [B,h,w,3]
 
     edge_ok = torch.ones_like(depth_ok)
+    ridge = {}
     for axis in (1, 2):  # v then u
         prev_ok, next_ok = _shifted(depth_ok, axis, False)
         prev_z, next_z = _shifted(z, axis, 1.0)
         both = depth_ok & prev_ok & next_ok
         curvature = (z / prev_z - 2.0 + z / next_z).abs()
-        edge_ok &= ~(both & (curvature > edge_threshold))
+        nearest = torch.minimum(prev_z, next_z)
+        near_side = z <= nearest * (1.0 + edge_threshold)
+        edge_ok &= ~(both & (curvature > edge_threshold) & ~near_side)
+        # In front of both neighbours (a pole one cell wide): no neighbour on its own surface.
+        ridge[axis] = both & (z * (1.0 + edge_threshold) < nearest)
 
     tangents = []
     for axis in (2, 1):  # u (horizontal) then v (vertical)
@@ -132,7 +174,15 @@ def cell_validity(
         has_fwd = depth_ok & next_ok
         has_bwd = depth_ok & prev_ok
         use_fwd = has_fwd & (~has_bwd | (fwd[..., 2].abs() <= bwd[..., 2].abs()))
-        tangents.append((torch.where(use_fwd[..., None], fwd, bwd), has_fwd | has_bwd))
+        tangent = torch.where(use_fwd[..., None], fwd, bwd)
+        # A ridge cell takes the fronto-parallel tangent: the step along the image axis at its
+        # own depth (both tangents to the surfaces behind it say nothing about its own normal).
+        focal = intr[:, 0 if axis == 2 else 1, None, None]
+        step = z / focal
+        zero = torch.zeros_like(step)
+        flat = torch.stack([step, zero, zero] if axis == 2 else [zero, step, zero], dim=-1)
+        tangent = torch.where(ridge[axis][..., None], flat, tangent)
+        tangents.append((tangent, has_fwd | has_bwd))
     (tu, has_u), (tv, has_v) = tangents
     # Written out component by component: reductions may sum in a different order on another
     # device, and these values feed a threshold.

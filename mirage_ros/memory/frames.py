@@ -29,6 +29,7 @@ class WriteOptions:
     max_incidence_deg: float
     depth_min_valid_fraction: float
     depth_max_relative_gap: float
+    depth_min_near_fraction: float
 
 
 @dataclass(frozen=True)
@@ -126,6 +127,7 @@ def prepare_frames(
             w,
             min_valid_fraction=opts.depth_min_valid_fraction,
             max_relative_gap=opts.depth_max_relative_gap,
+            min_near_fraction=opts.depth_min_near_fraction,
         )
     d = d.to(torch.float32).contiguous()
 

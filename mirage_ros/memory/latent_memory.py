@@ -80,6 +80,7 @@ class MemoryConfig:
     max_incidence_deg: float = 75.0  # grazing test (see depth)
     depth_min_valid_fraction: float = 0.5  # reduce_depth
     depth_max_relative_gap: float = 0.1  # reduce_depth
+    depth_min_near_fraction: float = 0.25  # reduce_depth: near side of an edge in a block
     eviction_distance_scale: float = 5.0  # eviction score (see voxel_hash.eviction_scores)
     eviction_time_scale: float = 60.0
 
@@ -113,6 +114,10 @@ class MemoryConfig:
             raise ValueError("max_depth must be > min_depth")
         if self.max_incidence_deg > 90 or self.depth_min_valid_fraction > 1:
             raise ValueError("max_incidence_deg must be <= 90 and depth_min_valid_fraction <= 1")
+        if self.depth_min_near_fraction > 1:
+            raise ValueError(
+                f"depth_min_near_fraction must be in (0, 1], got {self.depth_min_near_fraction!r}"
+            )
 
     def write_options(self) -> WriteOptions:
         return WriteOptions(
@@ -122,6 +127,7 @@ class MemoryConfig:
             max_incidence_deg=self.max_incidence_deg,
             depth_min_valid_fraction=self.depth_min_valid_fraction,
             depth_max_relative_gap=self.depth_max_relative_gap,
+            depth_min_near_fraction=self.depth_min_near_fraction,
         )
 
 
