@@ -102,6 +102,14 @@ def test_precision_names_resolve_and_bad_ones_are_refused():
         EngineConfig(precision="half")
 
 
+def _floor(model, batch: int, height: float = 0.5):
+    """The depth head's floor geometry for ``batch`` cameras of the default rig, raised to
+    ``height`` metres."""
+    cam = torch.from_numpy(CameraRig.create(height_m=height).cam_to_base)
+    K = torch.tensor([[8.0, 0, 8.0], [0, 8.0, 8.0], [0, 0, 1]])
+    return model.depth_geometry(K, cam.expand(batch, 4, 4), (16, 16))
+
+
 def test_fp32_sampler_is_the_reference_and_bf16_stays_close(model):
     gen = torch.Generator().manual_seed(0)
     cond = torch.randn(4, model.dit.cfg.cond_channels, 16, 16, generator=gen)
@@ -109,14 +117,15 @@ def test_fp32_sampler_is_the_reference_and_bf16_stays_close(model):
     ref = model.sample(cond, noise, 2)
     fp32 = FrameSampler(model, "fp32")
     assert torch.equal(fp32.sample(cond, noise, 2), ref)
-    assert torch.equal(fp32.depth(ref), model.depth(ref)[0])
+    g = _floor(model, 4)
+    assert torch.equal(fp32.depth(ref, geometry=g), model.depth(ref, geometry=g)[0])
     bf16 = FrameSampler(model, "bf16")
     z = bf16.sample(cond, noise, 2)
     assert z.dtype == torch.float32
     # bf16 keeps 8 bits of mantissa: the sampled latent moves by about 1% of its spread.
     rel = float((z - ref).pow(2).mean().sqrt() / ref.std())
     assert rel < 0.05, rel
-    d_ref, d = model.depth(ref)[0], bf16.depth(ref)
+    d_ref, d = model.depth(ref, geometry=g)[0], bf16.depth(ref, geometry=g)
     assert d.dtype == torch.float32
     assert float(((d - d_ref).abs() / d_ref).median()) < 0.03
 
@@ -208,7 +217,9 @@ def test_cuda_graphs_replay_what_the_eager_pass_computes(model):
             noise = torch.randn(b, gpu.latent_channels, 16, 16, device="cuda", generator=gen)
             z = eager.sample(cond, noise, 2)
             torch.testing.assert_close(graphs.sample(cond, noise, 2), z, rtol=1e-3, atol=1e-3)
-            torch.testing.assert_close(graphs.depth(z), eager.depth(z), rtol=1e-3, atol=1e-3)
+            g = _floor(gpu, b, height=0.3 + 0.01 * b)  # the camera is an input of the graph
+            torch.testing.assert_close(graphs.depth(z, geometry=g), eager.depth(z, geometry=g),
+                                       rtol=1e-3, atol=1e-3)
 
 
 @cuda

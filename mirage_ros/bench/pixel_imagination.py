@@ -97,7 +97,9 @@ def imagine_paths_pixel(
         prev = timed("DiT sampling", lambda c=cond, z=noise: sampler.sample(c, z, sampler_steps))
         with autocast():  # the model calls in the sampler's precision, as the latent loop's
             rgb = timed("decode", lambda p=prev: model.decode(p).float())
-            depth = timed("depth head", lambda p=prev: model.depth(p, pixels=True)[1].float())
+            geometry = model.depth_geometry(K, poses[:, s], (h, w))
+            depth = timed("depth head", lambda p=prev, g=geometry: model.depth(
+                p, pixels=True, geometry=g)[1].float())
         timed("lift", lambda s=s, r=rgb, d=depth: clouds.write(r, d, K_pixels, poses[:, s],
                                                               float(s)))
         latents.append(prev)

@@ -18,7 +18,7 @@ from numpy.typing import ArrayLike, NDArray
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["plucker_rays", "plucker_rays_torch"]
+__all__ = ["floor_rays_torch", "plucker_rays", "plucker_rays_torch"]
 
 
 def plucker_rays_torch(K: torch.Tensor, cam_to_ref: torch.Tensor, height: int,
@@ -75,3 +75,40 @@ def plucker_rays(K: ArrayLike, cam_to_ref: ArrayLike, height: int, width: int) -
     K = torch.from_numpy(np.array(np.broadcast_to(K, lead + (3, 3))))  # copies: writable
     T = torch.from_numpy(np.array(np.broadcast_to(T, lead + (4, 4))))
     return plucker_rays_torch(K, T, height, width).numpy()
+
+
+MIN_CAMERA_HEIGHT = 0.05  # metres: a camera lower than this is treated as this high
+
+
+def floor_rays_torch(K: torch.Tensor, cam_to_map: torch.Tensor, height: int,
+                     width: int) -> torch.Tensor:  # noqa: F821 (torch is imported lazily)
+    """Where the floor is, per cell: ``[..., 2, height, width]`` float32.
+
+    For the ray through each cell centre at optical depth 1 (``K^-1 [u+0.5, v+0.5, 1]``), ``s``
+    is how far it descends towards the floor (its dot product with the map's down vector in the
+    camera frame) and ``s / H`` the inverse optical depth at which it meets the floor, ``H``
+    being the camera's height above the map's ``z = 0`` plane (REP-103: z up; a ground robot's
+    floor). Channels: ``[s / H, s]``; both are smooth, and zero at the horizon. A single latent
+    holds no metric scale: a depth head given these knows how high and how tilted the camera
+    is, so one head serves cameras at any height and pitch.
+    """
+    import torch
+
+    if cam_to_map.shape[-2:] != (4, 4):
+        raise ValueError(f"cam_to_map must have shape [..., 4, 4], got {tuple(cam_to_map.shape)}")
+    T = cam_to_map
+    K = K.to(T)
+    u = torch.arange(width, dtype=T.dtype, device=T.device) + 0.5
+    v = torch.arange(height, dtype=T.dtype, device=T.device) + 0.5
+    vv, uu = torch.meshgrid(v, u, indexing="ij")
+    fx, fy = K[..., 0, 0, None, None], K[..., 1, 1, None, None]
+    cx, cy = K[..., 0, 2, None, None], K[..., 1, 2, None, None]
+    skew = K[..., 0, 1, None, None]
+    y = (vv - cy) / fy
+    x = (uu - cx - skew * y) / fx
+    # The map's down vector (0, 0, -1) in camera coordinates is minus the third row of R.
+    down = -T[..., 2, :3]
+    s = (x * down[..., 0, None, None] + y * down[..., 1, None, None]
+         + down[..., 2, None, None])
+    h = T[..., 2, 3].clamp_min(MIN_CAMERA_HEIGHT)[..., None, None]
+    return torch.stack([s / h, s], dim=-3).float()

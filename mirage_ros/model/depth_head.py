@@ -24,6 +24,10 @@ class DepthHeadConfig:
     upsample_widths: tuple[int, ...] = (64, 48, 32)  # pixel branch: one stage per factor 2
     min_depth: float = 0.05
     max_depth: float = 50.0
+    # Channels of floor geometry (geometry.floor_rays_torch) stacked onto the latent: 0 for a
+    # head that assumes the camera it was trained with, 2 for one told each camera's height
+    # and tilt.
+    geometry_channels: int = 0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -34,13 +38,14 @@ class DepthHeadConfig:
 
 
 class LatentDepthHead(nn.Module):
-    """forward(z [B,C,h,w] normalised latents) -> (depth [B,h,w], depth_pixels [B,8h,8w])."""
+    """forward(z [B,C,h,w] normalised latents, geometry [B,G,h,w] when G > 0)
+    -> (depth [B,h,w], depth_pixels [B,8h,8w])."""
 
     def __init__(self, cfg: DepthHeadConfig | None = None) -> None:
         super().__init__()
         self.cfg = cfg = cfg or DepthHeadConfig()
         self.trunk = nn.Sequential(
-            nn.Conv2d(cfg.latent_channels, cfg.width, 3, padding=1),
+            nn.Conv2d(cfg.latent_channels + cfg.geometry_channels, cfg.width, 3, padding=1),
             *[ResBlock(cfg.width) for _ in range(cfg.blocks)],
         )
         self.cell_out = nn.Sequential(_norm(cfg.width), nn.SiLU(), nn.Conv2d(cfg.width, 1, 1))
@@ -56,16 +61,32 @@ class LatentDepthHead(nn.Module):
     def _to_depth(self, log_depth: torch.Tensor) -> torch.Tensor:
         return log_depth.squeeze(1).exp().clamp(self.cfg.min_depth, self.cfg.max_depth)
 
-    def forward_log(self, z: torch.Tensor, pixels: bool = True):
+    def _input(self, z: torch.Tensor, geometry: torch.Tensor | None) -> torch.Tensor:
+        g = self.cfg.geometry_channels
+        if not g:
+            return z
+        if geometry is None:
+            raise ValueError("this depth head needs each camera's floor geometry "
+                             "(WorldModel.depth_geometry)")
+        if geometry.shape[-3] != g or geometry.shape[-2:] != z.shape[-2:]:
+            raise ValueError(f"floor geometry {tuple(geometry.shape)} does not fit latents "
+                             f"{tuple(z.shape)} ({g} channels)")
+        return torch.cat([z, geometry.to(z.dtype).expand(z.shape[0], -1, -1, -1)], dim=1)
+
+    def forward_log(self, z: torch.Tensor, pixels: bool = True,
+                    geometry: torch.Tensor | None = None):
         """Log-depth maps (for the loss): ([B,h,w], [B,8h,8w] or None)."""
-        h = self.trunk(z)
+        h = self.trunk(self._input(z, geometry))
         cell = self.cell_out(h).squeeze(1)
         pix = self.pixel_out(h).squeeze(1) if pixels else None
         return cell, pix
 
     def forward(self, z: torch.Tensor, pixels: bool = False,
-                check: Callable[[], None] | None = None):
-        """``check``, when given, runs between trunk blocks and may raise to abandon the pass."""
+                check: Callable[[], None] | None = None,
+                geometry: torch.Tensor | None = None):
+        """``check``, when given, runs between trunk blocks and may raise to abandon the pass.
+        ``geometry`` ``[B or 1, geometry_channels, h, w]``: required when the head has any."""
+        z = self._input(z, geometry)
         if check is None:
             h = self.trunk(z)
         else:
@@ -75,3 +96,20 @@ class LatentDepthHead(nn.Module):
                 h = layer(h)
         cell = self._to_depth(self.cell_out(h))
         return (cell, self._to_depth(self.pixel_out(h))) if pixels else (cell, None)
+
+
+@torch.no_grad()
+def with_geometry(head: LatentDepthHead, channels: int) -> LatentDepthHead:
+    """A copy of ``head`` taking ``channels`` of floor geometry, the new inputs' weights zero:
+    it predicts exactly what ``head`` did until training teaches it to use them."""
+    old = head.cfg
+    if channels < old.geometry_channels:
+        raise ValueError("a depth head cannot drop geometry channels it was trained with")
+    new = LatentDepthHead(DepthHeadConfig(**{**old.to_dict(), "geometry_channels": channels}))
+    state = head.state_dict()
+    w = state["trunk.0.weight"]
+    grown = torch.zeros(w.shape[0], old.latent_channels + channels, *w.shape[2:], dtype=w.dtype)
+    grown[:, :w.shape[1]] = w
+    state["trunk.0.weight"] = grown
+    new.load_state_dict(state)
+    return new.to(w.device)

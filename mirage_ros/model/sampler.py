@@ -61,8 +61,9 @@ class FrameSampler:
 
     ``sample(cond, noise, steps, check)`` -> raw latent ``[B,C,h,w]`` (cond ``[B,2C+8,h,w]`` is
     ``WorldModel.condition``'s stack, noise ``[B,C,h,w]`` the flow sample's starting point);
-    ``depth(latent, check)`` -> metres ``[B,h,w]``. ``check`` runs between blocks on the eager
-    path (see the module docstring for graphs).
+    ``depth(latent, check, geometry)`` -> metres ``[B,h,w]`` (geometry: the model's
+    ``depth_geometry`` of the cameras, or None for a head that takes none). ``check`` runs
+    between blocks on the eager path (see the module docstring for graphs).
     """
 
     def __init__(self, model: WorldModel, precision: str = "auto",
@@ -94,9 +95,9 @@ class FrameSampler:
         with self.autocast():
             return self.model.sample(cond, noise, steps, check).float()
 
-    def _depth(self, z, check):
+    def _depth(self, z, geometry, check):
         with self.autocast():
-            return self.model.depth(z, check=check)[0].float()
+            return self.model.depth(z, check=check, geometry=geometry)[0].float()
 
     @torch.no_grad()
     def sample(self, cond: torch.Tensor, noise: torch.Tensor, steps: int,
@@ -107,10 +108,13 @@ class FrameSampler:
                             lambda c, n: self._sample(c, n, steps, None), cond, noise)
 
     @torch.no_grad()
-    def depth(self, latent: torch.Tensor, check: Callable[[], None] | None = None) -> torch.Tensor:
+    def depth(self, latent: torch.Tensor, check: Callable[[], None] | None = None,
+              geometry: torch.Tensor | None = None) -> torch.Tensor:
         if not self.cuda_graphs:
-            return self._depth(latent, check)
-        return self._replay(("depth",), lambda z: self._depth(z, None), latent)
+            return self._depth(latent, geometry, check)
+        if geometry is None:
+            return self._replay(("depth",), lambda z: self._depth(z, None, None), latent)
+        return self._replay(("depth",), lambda z, g: self._depth(z, g, None), latent, geometry)
 
     @torch.no_grad()
     def warm(self, batch: int, steps: int, hw: tuple[int, int]) -> None:
@@ -120,14 +124,16 @@ class FrameSampler:
         if not self.cuda_graphs:
             return
         c, cc = self.model.latent_channels, self.model.dit.cfg.cond_channels
-        latent, cond = (batch, c, *hw), (batch, cc, *hw)
+        g = self.model.depth_head.cfg.geometry_channels
+        latent, cond, geom = (batch, c, *hw), (batch, cc, *hw), (batch, g, *hw)
+        depth_key = ("depth", latent, geom) if g else ("depth", latent)
         with self._lock:
-            have = {("sample", int(steps), cond, latent), ("depth", latent)} <= set(self._graphs)
+            have = {("sample", int(steps), cond, latent), depth_key} <= set(self._graphs)
         if have:
             return
         z = torch.zeros(latent, device=self.device)
         self.sample(torch.zeros(cond, device=self.device), z, steps)
-        self.depth(z)
+        self.depth(z, geometry=torch.zeros(geom, device=self.device) if g else None)
 
     def _replay(self, name: tuple, fn: Callable, *inputs: torch.Tensor) -> torch.Tensor:
         key = (*name, *(tuple(x.shape) for x in inputs))

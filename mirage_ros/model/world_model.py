@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from mirage_ros.geometry.rays import plucker_rays_torch
+from mirage_ros.geometry.rays import floor_rays_torch, plucker_rays_torch
 from mirage_ros.model.autoencoder import Autoencoder, AutoencoderConfig
 from mirage_ros.model.checkpoint import (
     CheckpointError,
@@ -105,10 +105,24 @@ class WorldModel(nn.Module):
 
     @torch.no_grad()
     def depth(self, z: torch.Tensor, pixels: bool = False,
-              check: Callable[[], None] | None = None):
+              check: Callable[[], None] | None = None,
+              geometry: torch.Tensor | None = None):
         """Raw latents -> (depth [B,h,w] metres, depth [B,H,W] metres or None). ``check`` runs
-        between layers and may raise to abandon the pass."""
-        return self.depth_head(self.normalize(z), pixels=pixels, check=check)
+        between layers and may raise to abandon the pass. ``geometry`` is
+        :meth:`depth_geometry` of the cameras (required when the head takes it)."""
+        return self.depth_head(self.normalize(z), pixels=pixels, check=check,
+                               geometry=geometry)
+
+    def depth_geometry(self, K_latent, cam_to_map, hw: tuple[int, int]) -> torch.Tensor | None:
+        """What the depth head needs to know of the cameras (``cam_to_map`` ``[B,4,4]``, map z
+        up with the floor at z = 0): ``[B,G,h,w]`` float32 on the model's device, or None for a
+        head that takes none (it assumes the camera height and pitch it was trained with)."""
+        if not self.depth_head.cfg.geometry_channels:
+            return None
+        device = self.latent_mean.device
+        T = torch.as_tensor(cam_to_map).to(device=device, dtype=torch.float32)
+        K = torch.as_tensor(K_latent).to(device=device, dtype=torch.float32)
+        return floor_rays_torch(K, T, hw[0], hw[1])
 
     # ------------------------------------------------------------------ imagination
 

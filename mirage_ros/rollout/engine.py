@@ -219,10 +219,11 @@ class RolloutEngine:
             raise ValueError(f"stamp must be finite, got {stamp!r}")
         rgb, depth, K = self._to_model_size(rgb, depth, K)
         latent = self.model.encode(rgb[None].to(self.device))
-        if depth is None:
-            depth = self.model.depth(latent)[0][0]
         K_lat = torch.from_numpy(scale_intrinsics(K, self.image_hw, self.latent_hw)).float()
         cam = pose @ self.cam_to_base
+        if depth is None:
+            geometry = self.model.depth_geometry(K_lat, cam[None], self.latent_hw)
+            depth = self.model.depth(latent, geometry=geometry)[0][0]
         with self._lock:
             stats = self.memory.write(latent, depth[None].to(self.device), K_lat, cam[None],
                                       float(stamp))

@@ -131,7 +131,8 @@ def imagine_paths(
         noise = path_noise(seed, ids, s, noise_shape, device)
         prev = timed("DiT sampling", lambda c=cond, z=noise: sampler.sample(
             c, z, sampler_steps, poll))
-        depth = timed("depth head", lambda p=prev: sampler.depth(p, poll))
+        geometry = model.depth_geometry(K, poses[:, s], (h, w))
+        depth = timed("depth head", lambda p=prev, g=geometry: sampler.depth(p, poll, g))
         check()
         timed("overlay write", lambda s=s, p=prev, d=depth: write(s, p, d))
         latents.append(prev)

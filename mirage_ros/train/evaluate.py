@@ -6,7 +6,8 @@
 Measures, on episodes whose scene seeds were never trained on:
 - autoencoder PSNR / SSIM;
 - latent depth head AbsRel and delta < 1.25 (latent resolution, against the memory's robust
-  reduction of the true depth);
+  reduction of the true depth), and the share of obstacle cells (true depth under 1 m) that the
+  head places more than 0.2 m too far: the error that lets the clearance critic drive into things;
 - imagination: from a memory of the first half of an episode, imagine its next 8 frames along
   the true (held-out) path, writing each imagined frame into a per-path overlay, and compare the
   decoded frames after 1, 4 and 8 steps with the rendered truth, split into the cells the memory
@@ -20,6 +21,7 @@ PNG strips (truth / memory read / imagined) are written per case when --png-dir 
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +37,8 @@ from mirage_ros.rollout.engine import EngineConfig, RolloutEngine
 from mirage_ros.train.world_model import Frames, latent_depth_targets, load_frames
 
 STEPS_REPORTED = (1, 4, 8)
+NEAR_OBSTACLE_M = 1.0  # true cell depth below which a cell counts as an obstacle close by
+TOO_FAR_M = 0.2  # placing such a cell this much farther than it is can hide a collision
 
 
 def masked_psnr(x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> float:
@@ -84,12 +88,20 @@ def evaluate_autoencoder(model: WorldModel, frames: Frames, tally: Tally) -> Non
 @torch.no_grad()
 def evaluate_depth(model: WorldModel, frames: Frames, latents: torch.Tensor, tally: Tally) -> None:
     gt = latent_depth_targets(frames, model.downsampling).flatten(0, 1)
-    pred, _ = model.depth(latents.flatten(0, 1))
+    K = frames.latent_K(model.downsampling)
+    poses = frames.cam_to_map.reshape(-1, 4, 4)
+    pred = torch.cat([
+        model.depth(z, geometry=model.depth_geometry(K, poses[i:i + 512], z.shape[-2:]))[0]
+        for i, z in ((i, latents.flatten(0, 1)[i:i + 512]) for i in range(0, len(poses), 512))])
     valid = gt > 0
     rel = ((pred - gt).abs() / gt.clamp_min(1e-6))[valid]
     ratio = torch.maximum(pred / gt.clamp_min(1e-6), gt / pred.clamp_min(1e-6))[valid]
     tally.add("depth_absrel", float(rel.mean()))
     tally.add("depth_delta1", float((ratio < 1.25).float().mean()))
+    near = valid & (gt < NEAR_OBSTACLE_M)
+    if bool(near.any()):
+        tally.add("depth_near_too_far", float((pred[near] > gt[near] + TOO_FAR_M).float().mean()))
+        tally.add("depth_near_cells", float(near.float().mean()))
 
 
 @torch.no_grad()
@@ -219,6 +231,8 @@ def format_table(tally: Tally, cases: int, revisits: int) -> str:
         "|---|---|",
         f"| autoencoder PSNR / SSIM | {f('ae_psnr'):.2f} dB / {f('ae_ssim'):.3f} |",
         f"| depth head AbsRel / delta<1.25 | {f('depth_absrel'):.3f} / {f('depth_delta1'):.3f} |",
+        f"| depth head: obstacle cells (< {NEAR_OBSTACLE_M:g} m, {f('depth_near_cells'):.1%} of "
+        f"cells) placed > {TOO_FAR_M:g} m too far | {f('depth_near_too_far'):.1%} |",
     ]
     for k in STEPS_REPORTED:
         for name in ("imagined", "memory_only"):
@@ -248,6 +262,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--parts", default="ae,depth,rollout,revisit",
                    help="comma-separated subset of ae,depth,rollout,revisit")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--json", type=Path, help="also write every pooled metric here")
     args = p.parse_args(argv)
     device = torch.device(args.device)
     model = (WorldModel.load(args.checkpoint, device) if args.checkpoint
@@ -275,6 +290,13 @@ def main(argv: list[str] | None = None) -> int:
           f"sampler steps {args.steps}, precision {args.precision}, device {device}, "
           f"{time.monotonic() - started:.1f} s")
     print(format_table(tally, min(args.cases, frames.shape[0]), revisits))
+    if args.json:
+        summary = {k: tally.mean(k) for k in sorted(tally.values)}
+        summary.update(cases=min(args.cases, frames.shape[0]), revisits=revisits,
+                       episodes=frames.shape[0], data=str(args.data), split=args.split,
+                       checkpoint=args.checkpoint or "shipped", notes=model.notes)
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(summary, indent=1) + "\n")
     return 0
 
 
