@@ -26,8 +26,8 @@ import pytest
 from ros_harness import REPO
 
 from mirage_ros.bench import camera
-from mirage_ros.bench.plot import nice_ticks
 from mirage_ros.bench.soak import Goal, summarize
+from mirage_ros.train.plot import nice_ticks
 
 RSS_BOUND_PCT_2MIN = 3.0
 

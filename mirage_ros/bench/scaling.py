@@ -31,13 +31,13 @@ import torch
 
 from mirage_ros.bench.imagination import CRITICS
 from mirage_ros.bench.memory import bank_points
-from mirage_ros.bench.plot import Panel, Series, panels, save_png
 from mirage_ros.geometry import CameraRig, planar_pose
 from mirage_ros.memory import LatentMemory
 from mirage_ros.memory.synthetic import Room, pinhole, ray_depth
 from mirage_ros.model import WorldModel
 from mirage_ros.rollout import Goal, arc_fan, make_critic
 from mirage_ros.rollout.engine import EngineConfig, RolloutEngine
+from mirage_ros.train.plot import Panel, Series, panels, save_png
 
 MODES = {"fast": {},
          "reference": {"precision": "fp32", "cuda_graphs": False, "slot_overlay": False}}

@@ -212,7 +212,7 @@ def write_csv(path: Path, rows: Sequence[dict]) -> None:
 
 def figure(samples: Sequence[dict], summary: dict, title: str) -> np.ndarray:
     """Three panels over soak minutes: RSS, voxels vs capacity, goal latency."""
-    from mirage_ros.bench.plot import Panel, Series, panels
+    from mirage_ros.train.plot import Panel, Series, panels
 
     m = [s["t_s"] / 60.0 for s in samples]
     warm = summary["warmup_end_s"] / 60.0
@@ -331,12 +331,12 @@ def main(argv: list[str] | None = None) -> int:
 
     from mirage_ros.action import ScorePaths
     from mirage_ros.bench.camera import SyntheticCamera, fan_goal
-    from mirage_ros.bench.plot import save_png
     from mirage_ros.ros.action_client import prune_leaked_futures
     from mirage_ros.ros.conversions import seconds
     from mirage_ros.ros.graph import mirage_graph
     from mirage_ros.ros.launcher import NodeProcess, ros_arguments
     from mirage_ros.ros.qos import action_qos_kwargs
+    from mirage_ros.train.plot import save_png
 
     torch.set_num_threads(1)  # the ray caster is small; leave the cores to the node
     out = Path(args.out)

@@ -1,5 +1,5 @@
-"""Line charts of benchmark time series as RGB arrays, drawn with numpy and OpenCV (no
-matplotlib in the runtime dependencies).
+"""Line charts of time series (training losses, soak and scaling runs) as RGB arrays, drawn
+with numpy and OpenCV (no matplotlib in the runtime dependencies).
 
 :func:`panels` stacks one chart per :class:`Panel` (shared x axis), each with its own y axis,
 tick labels, a legend and an optional shaded x span (a warm-up); :func:`save_png` writes it.

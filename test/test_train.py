@@ -1,0 +1,144 @@
+"""The training script on the CPU: a whole run, exact resume, and DDP (2 gloo processes) against
+one process with gradient accumulation over the same global batch."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from mirage_ros.model import WorldModel
+from mirage_ros.train import generate
+from mirage_ros.train import world_model as train
+from mirage_ros.train.world_model import TrainConfig, read_state
+
+# A model small enough to train in seconds on 64x64 frames (8x8 latent grid).
+TINY = """\
+description: tiny test run
+autoencoder: {latent_channels: 4, widths: [8, 8, 8], bottleneck: 8}
+depth_head: {latent_channels: 4, width: 8, blocks: 1, upsample_widths: [8, 8, 8]}
+dit: {latent_channels: 4, grid: 8, patch: 2, hidden: 32, depth: 2, heads: 2}
+ae_steps: 4
+ae_batch: 8
+depth_steps: 4
+depth_batch: 8
+dit_steps: 6
+dit_batch: 8
+warmup: 2
+rollout_steps: 2
+log_every: 2
+checkpoint_every: 100
+precision: fp32
+"""
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("train")
+    generate.main(["--out", str(root / "ds"), "--scenes", "2", "--frames-per-episode", "12",
+                   "--frame-dt", "0.5", "--width", "64", "--height", "64"])
+    (root / "tiny.yaml").write_text(TINY)
+    return root
+
+
+def _train(data: Path, out: Path, *extra: str) -> int:
+    return train.main(["--config", str(data / "tiny.yaml"), "--data", str(data / "ds"),
+                       "--out", str(out), "--device", "cpu", *extra])
+
+
+def _weights(path: Path) -> dict[str, torch.Tensor]:
+    tensors, _state, _cfg = read_state(path)
+    return {k: v for k, v in tensors.items() if k.startswith("model.")}
+
+
+def test_a_whole_run_writes_model_log_curve_and_config(data, tmp_path):
+    assert _train(data, tmp_path / "run") == 0
+    run = tmp_path / "run"
+    model = WorldModel.load(run / "model.safetensors")
+    assert model.notes["trained"] == "yes"
+    assert model.notes["dit_steps"] == "6" and model.notes["autoencoder_steps"] == "4"
+    rows = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert {r["phase"] for r in rows} == {"ae", "depth", "dit"}
+    assert all(torch.isfinite(torch.tensor(r["loss"])) for r in rows)
+    assert (run / "loss.png").stat().st_size > 1000
+    assert "rollout_steps: 2" in (run / "config.yaml").read_text()
+    with pytest.raises(FileExistsError):  # a finished run is never overwritten by mistake
+        _train(data, run)
+
+
+def test_resume_continues_to_the_same_weights(data, tmp_path):
+    _train(data, tmp_path / "straight")
+    _train(data, tmp_path / "cut", "--stop-after", "7")  # inside the depth phase
+    state = read_state(tmp_path / "cut" / "state.safetensors")[1]
+    assert state["done"] == ["ae"] and state["phase"] == "depth" and state["step"] == 3
+    _train(data, tmp_path / "cut", "--resume", "--stop-after", "4")  # inside the DiT phase
+    _train(data, tmp_path / "cut", "--resume")
+    a, b = _weights(tmp_path / "straight" / "state.safetensors"), _weights(
+        tmp_path / "cut" / "state.safetensors")
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a), "resume changed the result"
+    with pytest.raises(ValueError, match="differs"):
+        _train(data, tmp_path / "cut", "--resume", "--set", "dit_lr=0.1")
+
+
+def test_config_errors_name_the_field(tmp_path):
+    with pytest.raises(ValueError, match="unknown training config fields \\['dit_stpes'\\]"):
+        TrainConfig.load(None, ["dit_stpes=3"])
+    with pytest.raises(ValueError, match="phases"):
+        TrainConfig.load(None, ["phases=[ae, vae]"])
+
+
+def test_two_processes_compute_the_step_of_one_with_accumulation(data, tmp_path):
+    """Same global batch: 2 DDP processes x 1 micro-batch == 1 process x 2 micro-batches."""
+    common = ["--set", "phases=[dit]", "--set", "dit_steps=3", "--set", "rollout_steps=2"]
+    init = tmp_path / "init"
+    _train(data, init, "--set", "phases=[ae]")
+    args = ["-m", "mirage_ros.train.world_model", "--config", str(data / "tiny.yaml"),
+            "--data", str(data / "ds"), "--device", "cpu", "--init",
+            str(init / "model.safetensors"), *common]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path.cwd())}
+    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                    "--nproc_per_node", "2", *args, "--out", str(tmp_path / "ddp")],
+                   check=True, env=env, timeout=300)
+    subprocess.run([sys.executable, *args, "--set", "grad_accum=2", "--out",
+                    str(tmp_path / "one")], check=True, env=env, timeout=300)
+    a = _weights(tmp_path / "ddp" / "state.safetensors")
+    b = _weights(tmp_path / "one" / "state.safetensors")
+    start = WorldModel.load(init / "model.safetensors").state_dict()
+    moved = 0.0
+    for name, pa in a.items():
+        if ".dit." not in f".{name}":
+            continue
+        # fp32 weights: equal up to the order of float sums; and the steps did move them.
+        assert torch.allclose(pa, b[name], atol=1e-5, rtol=1e-4), name
+        moved = max(moved, float((pa - start[name[6:]]).abs().max()))
+    assert moved > 3e-4  # about 3 Adam steps of lr 3e-4
+    notes = WorldModel.load(tmp_path / "ddp" / "model.safetensors").notes
+    assert "2 process(es)" in notes["dit_steps_per_s"]
+
+
+def test_a_time_budget_fixes_the_step_count_once(data, tmp_path):
+    _train(data, tmp_path / "run", "--set", "phases=[ae]", "--set", "ae_steps=100000",
+           "--set", "seconds={ae: 3}")
+    state = read_state(tmp_path / "run" / "state.safetensors")[1]
+    steps = state["totals"]["ae"]
+    assert 40 < steps < 100000
+    assert WorldModel.load(tmp_path / "run" / "model.safetensors").notes[
+        "autoencoder_steps"] == str(steps)
+
+
+def test_a_depth_head_grows_floor_geometry_inputs_and_is_evaluated(data, tmp_path, capsys):
+    from mirage_ros.train import evaluate
+
+    _train(data, tmp_path / "init", "--set", "phases=[ae]")
+    _train(data, tmp_path / "geo", "--init", str(tmp_path / "init" / "model.safetensors"),
+           "--set", "phases=[depth]", "--set", "depth_geometry_channels=2")
+    model = WorldModel.load(tmp_path / "geo" / "model.safetensors")
+    assert model.depth_head.cfg.geometry_channels == 2
+    evaluate.main(["--data", str(data / "ds"), "--split", "train", "--checkpoint",
+                   str(tmp_path / "geo" / "model.safetensors"), "--parts", "depth",
+                   "--device", "cpu"])
+    assert "depth head AbsRel" in capsys.readouterr().out
