@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -382,6 +383,12 @@ def test_launcher_cli_runs_a_graph_until_sigterm(tmp_path):
     try:
         client = ActionClient(node, ScorePaths, "/cli_test/mirage/score_paths")
         assert client.wait_for_server(timeout_sec=60.0), "the node did not come up"
+        # The action server can be discovered before the node's first line has passed through
+        # the launcher's relay: wait for that line, not a fixed time, before stopping.
+        deadline = time.monotonic() + 30.0
+        while "\n[mirage] " not in (tmp_path / "out.log").read_text():
+            assert time.monotonic() < deadline, "no line of the node's came through"
+            time.sleep(0.05)
         proc.send_signal(signal.SIGTERM)  # stops the graph as Ctrl-C does
         proc.wait(timeout=30)
     finally:
