@@ -597,8 +597,10 @@ class Trainer:
         if opt is not None:
             for i, p in enumerate(module.parameters()):
                 for key, value in opt.state.get(p, {}).items():
-                    tensors[f"opt.{i}.{key}"] = value.detach().float().cpu().reshape(-1).clone() \
-                        if key == "step" else value.detach().cpu().contiguous()
+                    # AdamW keeps "step" as a 0-d tensor; a safetensors entry needs a dimension.
+                    t = value.detach().cpu()
+                    tensors[f"opt.{i}.{key}"] = t.reshape(1).float() if key == "step" \
+                        else t.contiguous()
         meta = {"state": json.dumps(self.state), "config": json.dumps(self.cfg.to_dict())}
         write_atomic(self.out / "state.safetensors", save_tensors(tensors, metadata=meta))
 
