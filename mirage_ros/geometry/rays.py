@@ -21,6 +21,22 @@ if TYPE_CHECKING:
 __all__ = ["floor_rays_torch", "plucker_rays", "plucker_rays_torch"]
 
 
+def _cell_rays(K, height: int, width: int):
+    """``(x, y)`` ``[..., height, width]``: the optical-frame ray through each cell centre at
+    depth 1 (``K^-1 [u + 0.5, v + 0.5, 1]``), on K's device and dtype."""
+    import torch
+
+    u = torch.arange(width, dtype=K.dtype, device=K.device) + 0.5
+    v = torch.arange(height, dtype=K.dtype, device=K.device) + 0.5
+    vv, uu = torch.meshgrid(v, u, indexing="ij")
+    fx, fy = K[..., 0, 0, None, None], K[..., 1, 1, None, None]
+    cx, cy = K[..., 0, 2, None, None], K[..., 1, 2, None, None]
+    skew = K[..., 0, 1, None, None]
+    y = (vv - cy) / fy
+    x = (uu - cx - skew * y) / fx
+    return x, y
+
+
 def plucker_rays_torch(K: torch.Tensor, cam_to_ref: torch.Tensor, height: int,
                        width: int) -> torch.Tensor:  # noqa: F821 (torch is imported lazily)
     """Plücker map ``[..., 6, height, width]`` computed in torch on the inputs' device and dtype.
@@ -36,16 +52,8 @@ def plucker_rays_torch(K: torch.Tensor, cam_to_ref: torch.Tensor, height: int,
     if cam_to_ref.shape[-2:] != (4, 4):
         raise ValueError(f"cam_to_ref must have shape [..., 4, 4], got {tuple(cam_to_ref.shape)}")
     T = cam_to_ref
-    K = K.to(T)
-    u = torch.arange(width, dtype=T.dtype, device=T.device) + 0.5
-    v = torch.arange(height, dtype=T.dtype, device=T.device) + 0.5
-    vv, uu = torch.meshgrid(v, u, indexing="ij")
     # Depth 1 gives the ray through each cell centre; its scale is irrelevant once normalised.
-    fx, fy = K[..., 0, 0, None, None], K[..., 1, 1, None, None]
-    cx, cy = K[..., 0, 2, None, None], K[..., 1, 2, None, None]
-    skew = K[..., 0, 1, None, None]
-    y = (vv - cy) / fy
-    x = (uu - cx - skew * y) / fx
+    x, y = _cell_rays(K.to(T), height, width)
     x, y = torch.broadcast_tensors(x, y)
     dirs = torch.stack([x, y, torch.ones_like(x)], dim=-1)  # [..., h, w, 3]
     dirs = dirs / dirs.norm(dim=-1, keepdim=True)
@@ -97,15 +105,7 @@ def floor_rays_torch(K: torch.Tensor, cam_to_map: torch.Tensor, height: int,
     if cam_to_map.shape[-2:] != (4, 4):
         raise ValueError(f"cam_to_map must have shape [..., 4, 4], got {tuple(cam_to_map.shape)}")
     T = cam_to_map
-    K = K.to(T)
-    u = torch.arange(width, dtype=T.dtype, device=T.device) + 0.5
-    v = torch.arange(height, dtype=T.dtype, device=T.device) + 0.5
-    vv, uu = torch.meshgrid(v, u, indexing="ij")
-    fx, fy = K[..., 0, 0, None, None], K[..., 1, 1, None, None]
-    cx, cy = K[..., 0, 2, None, None], K[..., 1, 2, None, None]
-    skew = K[..., 0, 1, None, None]
-    y = (vv - cy) / fy
-    x = (uu - cx - skew * y) / fx
+    x, y = _cell_rays(K.to(T), height, width)
     # The map's down vector (0, 0, -1) in camera coordinates is minus the third row of R.
     down = -T[..., 2, :3]
     s = (x * down[..., 0, None, None] + y * down[..., 1, None, None]

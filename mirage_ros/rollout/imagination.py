@@ -121,6 +121,11 @@ def imagine_paths(
             raise RolloutInterrupted(f"stopped during step {step} of {t1 - 1}")
 
     poll = None if should_stop is None else check
+    # The depth head's floor geometry of every imagined pose, once per rollout (None for a head
+    # that takes none): [N, T, G, h, w].
+    floor = model.depth_geometry(K, poses[:, 1:].reshape(-1, 4, 4), (h, w))
+    if floor is not None:
+        floor = floor.view(n, t1 - 1, *floor.shape[1:])
     for s in range(1, t1):
         step = s
         check()
@@ -131,7 +136,7 @@ def imagine_paths(
         noise = path_noise(seed, ids, s, noise_shape, device)
         prev = timed("DiT sampling", lambda c=cond, z=noise: sampler.sample(
             c, z, sampler_steps, poll))
-        geometry = model.depth_geometry(K, poses[:, s], (h, w))
+        geometry = None if floor is None else floor[:, s - 1]
         depth = timed("depth head", lambda p=prev, g=geometry: sampler.depth(p, poll, g))
         check()
         timed("overlay write", lambda s=s, p=prev, d=depth: write(s, p, d))

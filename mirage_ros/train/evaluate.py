@@ -90,9 +90,10 @@ def evaluate_depth(model: WorldModel, frames: Frames, latents: torch.Tensor, tal
     gt = latent_depth_targets(frames, model.downsampling).flatten(0, 1)
     K = frames.latent_K(model.downsampling)
     poses = frames.cam_to_map.reshape(-1, 4, 4)
-    pred = torch.cat([
-        model.depth(z, geometry=model.depth_geometry(K, poses[i:i + 512], z.shape[-2:]))[0]
-        for i, z in ((i, latents.flatten(0, 1)[i:i + 512]) for i in range(0, len(poses), 512))])
+    z = latents.flatten(0, 1)
+    pred = torch.cat([  # chunks keep the depth head's peak memory small
+        model.depth(z[i:i + 512], geometry=model.depth_geometry(
+            K, poses[i:i + 512], z.shape[-2:]))[0] for i in range(0, len(z), 512)])
     valid = gt > 0
     rel = ((pred - gt).abs() / gt.clamp_min(1e-6))[valid]
     ratio = torch.maximum(pred / gt.clamp_min(1e-6), gt / pred.clamp_min(1e-6))[valid]
