@@ -359,12 +359,13 @@ class Trainer:
     """Runs the phases of one config, logging, checkpointing and resuming."""
 
     def __init__(self, cfg: TrainConfig, model: WorldModel, frames: Frames, out: Path,
-                 proc: Dist, state: dict | None = None) -> None:
+                 proc: Dist, state: dict | None = None,
+                 opt_state: dict[str, torch.Tensor] | None = None) -> None:
         self.cfg, self.model, self.frames, self.out, self.proc = cfg, model, frames, out, proc
         self.state = state or {"done": [], "phase": None, "step": 0, "totals": {},
                                "notes": dict(model.notes), "logged": 0}
         self.autocast = (proc.device.type == "cuda" and cfg.precision == "bf16")
-        self._opt_state: dict[str, torch.Tensor] | None = None
+        self._opt_state = opt_state  # a resumed phase's AdamW moments (opt.<i>.<key>)
         self.stop_after: int | None = None  # optimizer steps of this invocation
         self.time_limit: float | None = None  # seconds of this invocation
         self._t0 = time.monotonic()
@@ -688,11 +689,16 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     cfg = TrainConfig.load(args.config, args.set)
     proc = Dist.start(args.device)
-    try:
+    if proc.world == 1:
         return _run(args, cfg, proc)
+    try:
+        code = _run(args, cfg, proc)
+        # Rank 0 still writes the model and the loss curve after the last step: a rank that
+        # tore its connections down meanwhile was seen to abort on gloo (SIGABRT at exit).
+        dist.barrier()
+        return code
     finally:
-        if proc.world > 1:
-            dist.destroy_process_group()
+        dist.destroy_process_group()
 
 
 def _run(args, cfg: TrainConfig, proc: Dist) -> int:
@@ -728,9 +734,9 @@ def _run(args, cfg: TrainConfig, proc: Dist) -> int:
                 (out / name).unlink(missing_ok=True)
     model = model.to(proc.device)
     frames = load_frames(args.data, "train", proc.device, cfg.max_episodes)
-    trainer = Trainer(cfg, model, frames, out, proc, state)
-    if state is not None:
-        trainer._opt_state = {k: v for k, v in tensors.items() if k.startswith("opt.")}
+    opt_state = None if state is None else {k: v for k, v in tensors.items()
+                                            if k.startswith("opt.")}
+    trainer = Trainer(cfg, model, frames, out, proc, state, opt_state)
     trainer.stop_after, trainer.time_limit = args.stop_after, args.time_limit
     trainer.log(f"train split: {frames.shape[0]} episodes x {frames.shape[1]} frames; "
                 f"{proc.world} process(es) on {proc.device.type}; config {args.config}")
