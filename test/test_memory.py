@@ -232,6 +232,14 @@ def _planes(mem: LatentMemory, views: torch.Tensor) -> torch.Tensor:
 
 
 # ----------------------------------------------------------------------------- fusion
+def mem_latents_of(lat: torch.Tensor) -> torch.Tensor:
+    """A plane frame's latents in the order of the voxels it writes (one per cell, in Morton
+    order): the order a fresh memory stores them in."""
+    probe = LatentMemory(channels=C, keyframe_capacity=0)
+    probe.write(lat, plane(2.0, seed=4)[1], K16, pose()[None], 1.0)
+    return probe.latents
+
+
 def test_two_views_of_one_surface_fuse_into_the_same_voxels():
     mem = LatentMemory(channels=C)
     lat1, depth = plane(2.0, seed=4)
@@ -241,7 +249,17 @@ def test_two_views_of_one_surface_fuse_into_the_same_voxels():
     # Same surface from the same pose: every voxel is updated, none added; latents average.
     stats = mem.write(lat2, depth, K16, pose()[None], 2.0)
     assert (stats.voxels_new, stats.voxels_updated, len(mem)) == (0, 256, 256)
+    torch.testing.assert_close(mem.latents, (mem_latents_of(lat1) + mem_latents_of(lat2)) / 2,
+                               rtol=0, atol=1e-6)
+    # A read at that pose returns the newest frame whole (its keyframe replaced the first)...
     view = mem.read(pose()[None], K16, (H, W))
+    assert len(mem.keyframes) == 1
+    assert torch.equal(view.latent[0], lat2[0])
+    # ... and without keyframes it is the fused average.
+    fused = LatentMemory(channels=C, keyframe_capacity=0)
+    fused.write(lat1, depth, K16, pose()[None], 1.0)
+    fused.write(lat2, depth, K16, pose()[None], 2.0)
+    view = fused.read(pose()[None], K16, (H, W))
     torch.testing.assert_close(view.latent[0], (lat1[0] + lat2[0]) / 2, rtol=0, atol=1e-6)
     assert torch.equal(mem.weights, torch.full((256,), 2.0))
     assert float(mem.stamps.min()) == 2.0

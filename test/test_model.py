@@ -149,3 +149,38 @@ def test_checkpoint_that_does_not_match_the_architecture_is_refused(tmp_path):
     save_checkpoint(tmp_path / "bad.safetensors", tensors, configs, notes)
     with pytest.raises(CheckpointError, match="does not match"):
         WorldModel.load(tmp_path / "bad.safetensors")
+
+
+def test_a_dit_grown_with_the_trust_channel_predicts_what_it_did_until_trained():
+    from mirage_ros.model.dit import with_memory_trust
+    from mirage_ros.model.world_model import TRUST_SCALE
+
+    m = tiny()
+    with torch.no_grad():
+        for p in m.dit.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    z = torch.randn(2, 4, 16, 16)
+    depth = torch.rand(2, 16, 16) + 0.5
+    mask = torch.rand(2, 16, 16) > 0.3
+    rays = torch.randn(2, 6, 16, 16)
+    offset = torch.where(torch.rand(2, 16, 16) > 0.5, torch.rand(2, 16, 16),
+                         torch.full((2, 16, 16), float("inf")))
+    cond = m.condition(z, depth, mask, z, rays, offset)  # no trust channel: offset ignored
+    assert cond.shape[1] == m.dit.cfg.cond_channels
+    before = m.imagine(cond, steps=2, generator=torch.Generator().manual_seed(3))
+    m.dit = with_memory_trust(m.dit)
+    assert m.dit.cfg.memory_trust and m.dit.cfg.cond_channels == cond.shape[1] + 1
+    grown = m.condition(z, depth, mask, z, rays, offset)
+    trust = grown[:, -1]
+    # 1 for a cell seen from exactly here, falling with the offset, 0 for fused cells and holes
+    expected = torch.exp(-offset / TRUST_SCALE) * mask
+    torch.testing.assert_close(trust, expected)
+    assert float(trust[~mask].abs().max()) == 0.0
+    assert torch.equal(m.condition(z, depth, mask, z, rays)[:, -1], torch.zeros(2, 16, 16))
+    after = m.imagine(grown, steps=2, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(before, after)
+    # and the new channel is live: its weights train
+    with torch.no_grad():
+        m.dit.embed.weight[:, -1].fill_(0.5)
+    moved = m.imagine(grown, steps=2, generator=torch.Generator().manual_seed(3))
+    assert not torch.equal(before, moved)

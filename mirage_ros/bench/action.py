@@ -67,6 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"),
                    help="the node's precision parameter")
     p.add_argument("--one-gpu", action="store_true", help="split_gpus off (several GPUs)")
+    p.add_argument("--keyframes", type=int, default=None,
+                   help="the node's memory.keyframes (default: its own; 0: the fused map alone)")
     p.add_argument("--critics", nargs="+", default=None,
                    help="the node's critics (default: its own); geometry-only critics "
                         "(path_length path_turning goal_pose) measure the ROS overhead alone")
@@ -93,6 +95,8 @@ def main(argv: list[str] | None = None) -> int:
                                  qos_profile_sensor_data)
         specs = mirage_graph()
     extra = {} if args.critics is None else {"critics": args.critics}
+    if args.keyframes is not None:
+        extra["memory.keyframes"] = args.keyframes
     specs = [s.with_parameters(device=args.device, precision=args.precision,
                                split_gpus=not args.one_gpu, **extra)
              if s.name == "mirage" else s for s in specs]

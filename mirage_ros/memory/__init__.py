@@ -1,9 +1,11 @@
 """Latent spatial memory: image latents fused into a voxel hash in the map frame.
 
 Importable without ROS. See ``latent_memory.LatentMemory`` for the API and the module docstrings
-of ``depth``, ``voxel_hash``, ``zbuffer``, ``overlay`` and ``persistence`` for the rules.
+of ``depth``, ``voxel_hash``, ``zbuffer``, ``keyframes``, ``overlay`` and ``persistence`` for
+the rules.
 """
 
+from . import keyframes
 from .depth import reduce_depth
 from .frames import WriteStats
 from .latent_memory import LatentMemory, MemoryConfig, MemoryView
@@ -17,5 +19,6 @@ __all__ = [
     "MemoryOverlay",
     "MemoryView",
     "WriteStats",
+    "keyframes",
     "reduce_depth",
 ]

@@ -25,6 +25,7 @@ from .camera import (
     validate_stamps,
 )
 from .frames import PreparedPoints, WriteOptions, WriteStats, prepare_frames
+from .keyframes import KeyframeOptions, Keyframes, composite
 from .persistence import MemoryFormatError
 from .voxel_hash import (
     VoxelTable,
@@ -83,6 +84,13 @@ class MemoryConfig:
     depth_min_near_fraction: float = 0.25  # reduce_depth: near side of an edge in a block
     eviction_distance_scale: float = 5.0  # eviction score (see voxel_hash.eviction_scores)
     eviction_time_scale: float = 60.0
+    # Whole observed frames kept beside the voxel map (see keyframes); 0 frames: none.
+    keyframe_capacity: int = 1024
+    keyframe_min_distance: float = 0.1
+    keyframe_min_angle_deg: float = 10.0
+    keyframe_angle_weight: float = 1.0
+    keyframe_max_score: float = 1.0
+    keyframe_depth_tolerance: float = 0.25
 
     def __post_init__(self) -> None:
         def positive(name: str) -> None:
@@ -102,8 +110,12 @@ class MemoryConfig:
             object.__setattr__(self, name, int(value))
         if self.capacity >= _MAX_INDEX // 2:
             raise ValueError(f"capacity must be < {_MAX_INDEX // 2}")
+        kf = self.keyframe_capacity
+        if isinstance(kf, bool) or not isinstance(kf, (int, np.integer)) or kf < 0:
+            raise ValueError(f"keyframe_capacity must be an int >= 0, got {kf!r}")
+        object.__setattr__(self, "keyframe_capacity", int(kf))
         for f in dataclasses.fields(self):
-            if f.name not in ("channels", "capacity", "merge_radius"):
+            if f.name not in ("channels", "capacity", "merge_radius", "keyframe_capacity"):
                 positive(f.name)
                 object.__setattr__(self, f.name, float(getattr(self, f.name)))
         object.__setattr__(self, "near", _f32(self.near))
@@ -118,6 +130,16 @@ class MemoryConfig:
             raise ValueError(
                 f"depth_min_near_fraction must be in (0, 1], got {self.depth_min_near_fraction!r}"
             )
+
+    def keyframe_options(self) -> KeyframeOptions:
+        return KeyframeOptions(
+            capacity=self.keyframe_capacity,
+            min_distance=self.keyframe_min_distance,
+            min_angle_deg=self.keyframe_min_angle_deg,
+            angle_weight=self.keyframe_angle_weight,
+            max_score=self.keyframe_max_score,
+            depth_tolerance=self.keyframe_depth_tolerance,
+        )
 
     def write_options(self) -> WriteOptions:
         return WriteOptions(
@@ -138,6 +160,10 @@ class MemoryView:
     latent: torch.Tensor  # [..., C, h, w] fused latent of the nearest surface, 0 where unknown
     depth: torch.Tensor  # [..., h, w] its depth along the optical axis, 0 where unknown
     mask: torch.Tensor  # [..., h, w] bool, True where the memory filled the cell
+    # [..., h, w] float32: where a keyframe supplied the cell, how far that frame's camera is
+    # from the view (its selection score: metres plus angle_weight x radians; 0 = seen from
+    # exactly here); inf where the fused map, an overlay or nothing did. None: not known.
+    offset: torch.Tensor | None = None
 
     def coverage(self) -> torch.Tensor:
         """Share of each view's cells the memory filled: ``[...]`` float32."""
@@ -166,9 +192,11 @@ class ViewTables:
 class LatentMemory:
     """A voxel-hashed memory of image latents in the map frame.
 
-    ``write`` fuses observed latent frames, ``read`` renders the nearest fused latent into any
-    batch of views with a deterministic z-buffer, ``overlay`` opens per-path scratch banks for
-    imagined frames. Identical inputs give bit-identical state and reads on a given device.
+    ``write`` fuses observed latent frames (and keeps them whole as keyframes), ``read`` renders
+    the nearest fused latent into any batch of views with a deterministic z-buffer and lays the
+    nearest keyframe, warped into the view, over it (see ``keyframes``), ``overlay`` opens
+    per-path scratch banks for imagined frames. Identical inputs give bit-identical state and
+    reads on a given device.
     Not thread-safe: serialise writes; a reader on another thread takes a ``snapshot`` first.
     """
 
@@ -190,6 +218,7 @@ class LatentMemory:
         self._ops: Ops = select_ops(self._device, use_kernels)
         self._inv_voxel = inverse_voxel(self._config.voxel_size, self._device)
         self._table = VoxelTable.empty(self._config.channels, self._device)
+        self._keyframes = Keyframes.empty(self._config.channels, self._device)
         self._anchor: torch.Tensor | None = None
         self._now: float | None = None
 
@@ -226,6 +255,11 @@ class LatentMemory:
     def nbytes(self) -> int:
         """Bytes held by the voxel tensors (keys, positions, latents, weights, stamps)."""
         return self._table.nbytes
+
+    @property
+    def keyframes(self) -> Keyframes:
+        """The whole frames kept beside the voxel map (immutable; see ``keyframes``)."""
+        return self._keyframes
 
     @property
     def keys(self) -> torch.Tensor:
@@ -277,6 +311,7 @@ class LatentMemory:
         t = self._table
         table = VoxelTable(t.keys, t.position, t.latent, t.weight, t.stamp + shift)
         self._table, self._now = table, now
+        self._keyframes = self._keyframes.shifted(shift)
         return shift
 
     def snapshot(self) -> LatentMemory:
@@ -307,10 +342,12 @@ class LatentMemory:
         out._table = VoxelTable(t.keys.to(device), t.position.to(device), t.latent.to(device),
                                 t.weight.to(device), t.stamp.to(device))
         out._anchor = None if self._anchor is None else self._anchor.to(device)
+        out._keyframes = self._keyframes.to(device)
         return out
 
     def clear(self) -> None:
         self._table = VoxelTable.empty(self.channels, self._device)
+        self._keyframes = Keyframes.empty(self.channels, self._device)
         self._anchor = None
         self._now = None
 
@@ -352,7 +389,24 @@ class LatentMemory:
             return prep.stats
         stamps = prep.frame_stamps
         newest = int((stamps == stamps.max()).nonzero()[-1, 0])
-        return self._fuse(prep, prep.camera_position[newest], float(stamps[newest]))
+        keyframes = self._new_keyframes(latents, depth, K, cam_to_map, stamps)
+        stats = self._fuse(prep, prep.camera_position[newest], float(stamps[newest]))
+        self._keyframes = keyframes  # after the fuse: a failed write changes nothing
+        return stats
+
+    def _new_keyframes(self, latents, depth, K, cam_to_map, stamps: torch.Tensor) -> Keyframes:
+        """The keyframe store with this write's frames added; inputs already passed
+        ``_prepare``'s checks, so only their form changes here."""
+        opts = self._config.keyframe_options()
+        if opts.capacity == 0:
+            return self._keyframes
+        dev = self._device
+        lat = to_float_tensor(latents, "latents", dev).to(torch.float32)
+        b, _, h, w = lat.shape
+        d = to_float_tensor(depth, "depth", dev).to(torch.float32)
+        intr = validate_intrinsics(K, (b,), "K").to(device=dev, dtype=torch.float32)
+        poses = validate_poses(cam_to_map, "cam_to_map", 1).to(dev)
+        return self._keyframes.add(lat, d, intr, poses, stamps.to(dev), opts)
 
     def insert_points(
         self,
@@ -556,7 +610,14 @@ class LatentMemory:
             )
             overlay_latent = overlay.latent
         latent, depth, mask = self._ops.gather(zbuf, table.latent, overlay_latent, n_views, h, w)
-        return MemoryView(latent=latent, depth=depth, mask=mask)
+        if len(self._keyframes) and n_views:
+            opts = self._config.keyframe_options()
+            warped = self._keyframes.warp_into(views.w2c, views.intr, h, w, near, far, opts)
+            latent, depth, mask, offset = composite(latent, depth, mask, *warped,
+                                                    opts.depth_tolerance)
+        else:
+            offset = torch.full_like(depth, math.inf)
+        return MemoryView(latent=latent, depth=depth, mask=mask, offset=offset)
 
     # ------------------------------------------------------------------ overlays
     def overlay(self, n: int) -> MemoryOverlay:
@@ -577,6 +638,7 @@ class LatentMemory:
             stamp=t.stamp,
             anchor=self._anchor,
             now=self._now,
+            keyframes=self._keyframes.columns(),
         )
 
     def save(self, path: str | os.PathLike[str], model: str | None = None) -> None:
@@ -593,7 +655,8 @@ class LatentMemory:
     @staticmethod
     def _parts_from_file(
         path: str | os.PathLike[str], device: torch.device
-    ) -> tuple[MemoryConfig, VoxelTable, torch.Tensor | None, float | None, str | None]:
+    ) -> tuple[MemoryConfig, VoxelTable, Keyframes, torch.Tensor | None, float | None,
+               str | None]:
         state = persistence.read_file(path)
         try:
             config = MemoryConfig(**state.config)
@@ -607,7 +670,13 @@ class LatentMemory:
             stamp=state.stamp.to(device),
         )
         anchor = None if state.anchor is None else state.anchor.to(device)
-        return config, table, anchor, state.now, state.model
+        keyframes = (Keyframes(**{k: v.to(device) for k, v in state.keyframes.items()})
+                     if state.keyframes else Keyframes.empty(config.channels, device))
+        if len(keyframes) > config.keyframe_capacity:
+            raise MemoryFormatError(
+                f"memory file holds {len(keyframes)} keyframes over its keyframe capacity "
+                f"{config.keyframe_capacity}")
+        return config, table, keyframes, anchor, state.now, state.model
 
     @classmethod
     def load(
@@ -624,7 +693,7 @@ class LatentMemory:
         refused.
         """
         dev = torch.device(device)
-        config, table, anchor, now, found = cls._parts_from_file(path, dev)
+        config, table, keyframes, anchor, now, found = cls._parts_from_file(path, dev)
         problem = _model_problem(found, model)
         if problem:
             raise MemoryFormatError(problem)
@@ -635,6 +704,7 @@ class LatentMemory:
         mem._ops = select_ops(dev, use_kernels)
         mem._inv_voxel = inverse_voxel(config.voxel_size, dev)
         mem._table, mem._anchor, mem._now = table, anchor, now
+        mem._keyframes = keyframes
         return mem
 
     def load_into(
@@ -658,7 +728,7 @@ class LatentMemory:
         - with ``keep_capacity``: a map holding more voxels than this memory's capacity (this
           memory's capacity is kept instead of the file's).
         """
-        config, table, anchor, now, found = self._parts_from_file(path, self._device)
+        config, table, keyframes, anchor, now, found = self._parts_from_file(path, self._device)
         problems = []
         problem = _model_problem(found, model)
         if problem:
@@ -680,8 +750,16 @@ class LatentMemory:
                     f"{self.capacity}"
                 )
             config = dataclasses.replace(config, capacity=self.capacity)
+            if len(keyframes) > self._config.keyframe_capacity:
+                problems.append(
+                    f"memory file holds {len(keyframes)} keyframes, over this memory's "
+                    f"keyframe capacity {self._config.keyframe_capacity}"
+                )
+            config = dataclasses.replace(config,
+                                         keyframe_capacity=self._config.keyframe_capacity)
         if problems:
             raise MemoryFormatError("; ".join(problems))
         inv_voxel = inverse_voxel(config.voxel_size, self._device)
         self._config, self._inv_voxel = config, inv_voxel
         self._table, self._anchor, self._now = table, anchor, now
+        self._keyframes = keyframes

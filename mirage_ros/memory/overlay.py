@@ -172,4 +172,5 @@ class MemoryOverlay:
             latent=flat.latent.reshape(*batch, c, h, w),
             depth=flat.depth.reshape(*batch, h, w),
             mask=flat.mask.reshape(*batch, h, w),
+            offset=flat.offset.reshape(*batch, h, w),
         )

@@ -8,6 +8,13 @@ File layout: the safetensors tensors ``keys`` (int64 [N]), ``position`` (f32 [N,
 followed by, for each tensor in name order, its name, dtype, shape and raw bytes: flipping a bit
 anywhere, truncating the file or editing a metadata field is detected.
 
+Keyframes (``keyframes``: whole observed frames kept beside the voxels) are optional, like
+``model``: a map that has them adds the tensors ``kf_latent`` (f32 [M,C,h,w]), ``kf_points``
+(f32 [M,h*w,3], NaN where a cell has no depth), ``kf_position`` and ``kf_axis`` (f32 [M,3]) and
+``kf_stamp`` (f64 [M]) and the metadata ``keyframes`` (M), all under the same checksum. Files
+without them load with no keyframes; readers older than keyframes refuse files that have them
+(they name the unexpected tensors).
+
 ``model`` names the autoencoder whose latents the map holds (``WorldModel.autoencoder_id()``;
 empty or absent: unknown). It is optional, so it did not change the format version: files
 written before it existed read as "unknown model", and older readers ignore it. Whoever loads a
@@ -56,6 +63,15 @@ _TENSOR_SPECS = {
 }
 
 
+_KEYFRAME_SPECS = {
+    "kf_latent": torch.float32,
+    "kf_points": torch.float32,
+    "kf_position": torch.float32,
+    "kf_axis": torch.float32,
+    "kf_stamp": torch.float64,
+}
+
+
 class MemoryFormatError(ValueError):
     """A memory file is corrupt, truncated, tampered with, or of an unsupported version."""
 
@@ -71,6 +87,7 @@ class SavedState:
     anchor: torch.Tensor | None  # f64 [3], the latest camera position
     now: float | None  # latest stamp seen
     model: str | None = None  # identity of the autoencoder that made the latents; None: unknown
+    keyframes: dict[str, torch.Tensor] | None = None  # _KEYFRAME_SPECS names without "kf_"
 
 
 def _checksum(meta: dict[str, str], tensors: dict[str, torch.Tensor]) -> str:
@@ -96,7 +113,11 @@ def encode(state: SavedState) -> bytes:
         else torch.zeros(3, dtype=torch.float64),
         "now": torch.tensor([state.now if state.now is not None else 0.0], dtype=torch.float64),
     }
-    tensors = {k: v.detach().to("cpu", _TENSOR_SPECS[k]).contiguous() for k, v in tensors.items()}
+    kf = state.keyframes if state.keyframes and state.keyframes["latent"].shape[0] else None
+    if kf is not None:
+        tensors.update({f"kf_{k}": v for k, v in kf.items()})
+    specs = {**_TENSOR_SPECS, **_KEYFRAME_SPECS}
+    tensors = {k: v.detach().to("cpu", specs[k]).contiguous() for k, v in tensors.items()}
     meta = {
         "format": FORMAT_NAME,
         "version": str(FORMAT_VERSION),
@@ -109,6 +130,8 @@ def encode(state: SavedState) -> bytes:
         "config": json.dumps(cfg, sort_keys=True),
         "model": state.model or "",
     }
+    if kf is not None:
+        meta["keyframes"] = str(int(kf["latent"].shape[0]))
     meta["checksum"] = _checksum(meta, tensors)
     return st_save(tensors, metadata=meta)
 
@@ -152,9 +175,11 @@ def decode(data: bytes) -> SavedState:
         tensors = st_load(data)
     except Exception as exc:  # safetensors raises its own error type for any malformed payload
         raise MemoryFormatError(f"memory file payload is unreadable: {exc}") from exc
-    if set(tensors) != set(_TENSOR_SPECS):
+    has_keyframes = "keyframes" in meta
+    specs = {**_TENSOR_SPECS, **_KEYFRAME_SPECS} if has_keyframes else _TENSOR_SPECS
+    if set(tensors) != set(specs):
         raise MemoryFormatError(f"memory file holds tensors {sorted(tensors)}")
-    for name, dtype in _TENSOR_SPECS.items():
+    for name, dtype in specs.items():
         if tensors[name].dtype != dtype:
             raise MemoryFormatError(f"tensor {name!r} has dtype {tensors[name].dtype}")
     stored = meta.get("checksum")
@@ -201,6 +226,7 @@ def decode(data: bytes) -> SavedState:
     has_now = meta.get("has_now") == "1"
     if not bool(torch.isfinite(tensors["anchor"]).all() and torch.isfinite(tensors["now"]).all()):
         raise MemoryFormatError("memory file anchor or stamp is not finite")
+    keyframes = _keyframes(meta, tensors, channels) if has_keyframes else None
     return SavedState(
         config=config,
         keys=keys,
@@ -211,7 +237,30 @@ def decode(data: bytes) -> SavedState:
         anchor=tensors["anchor"] if has_anchor else None,
         now=float(tensors["now"][0]) if has_now else None,
         model=meta.get("model") or None,
+        keyframes=keyframes,
     )
+
+
+def _keyframes(meta: dict[str, str], tensors: dict[str, torch.Tensor],
+               channels: int) -> dict[str, torch.Tensor]:
+    m = _field(meta, "keyframes", int)
+    lat, pts = tensors["kf_latent"], tensors["kf_points"]
+    ok = (
+        m > 0
+        and lat.ndim == 4
+        and lat.shape[:2] == (m, channels)
+        and pts.shape == (m, lat.shape[2] * lat.shape[3], 3)
+        and tensors["kf_position"].shape == (m, 3)
+        and tensors["kf_axis"].shape == (m, 3)
+        and tensors["kf_stamp"].shape == (m,)
+    )
+    if not ok:
+        raise MemoryFormatError("memory file keyframe shapes disagree with its metadata")
+    finite = all(bool(torch.isfinite(tensors[k]).all())
+                 for k in ("kf_latent", "kf_position", "kf_axis", "kf_stamp"))
+    if not finite or bool(torch.isinf(pts).any()):
+        raise MemoryFormatError("memory file keyframes hold non-finite values")
+    return {k[3:]: tensors[k] for k in _KEYFRAME_SPECS}
 
 
 def read_file(path: str | os.PathLike[str]) -> SavedState:

@@ -9,6 +9,9 @@ It predicts the latent of the next camera frame from what is already known about
         previous     the previous frame's latent                              C
         motion       Plücker rays of the target camera, written in the        6
                      previous camera's frame (the relative camera motion)
+        trust        (memory_trust models) how near the camera of the kept    1
+                     frame that supplied the memory cell was to the target:
+                     1 = seen from exactly here, 0 = a fused-map cell or hole
 
 All of it is concatenated per cell, patchified 2x2 into 64 tokens, and run through transformer
 blocks whose LayerNorms are modulated by the noise level (adaLN-Zero, as in DiT). The output is
@@ -35,6 +38,7 @@ class DiTConfig:
     depth: int = 8
     heads: int = 4
     mlp_ratio: float = 4.0
+    memory_trust: bool = False  # the conditioning carries the trust channel (see above)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -45,8 +49,9 @@ class DiTConfig:
 
     @property
     def cond_channels(self) -> int:
-        """Channels of the conditioning stack: memory latent, depth, mask, previous, rays."""
-        return 2 * self.latent_channels + 2 + 6
+        """Channels of the conditioning stack: memory latent, depth, mask, previous, rays and,
+        for memory_trust models, trust."""
+        return 2 * self.latent_channels + 2 + 6 + int(self.memory_trust)
 
     @property
     def tokens(self) -> int:
@@ -168,3 +173,18 @@ class MemoryDiT(nn.Module):
         side, p, ch = cfg.grid // cfg.patch, cfg.patch, cfg.latent_channels
         x = x.view(-1, side, side, p, p, ch).permute(0, 5, 1, 3, 2, 4)
         return x.reshape(-1, ch, cfg.grid, cfg.grid)
+
+
+def with_memory_trust(dit: MemoryDiT) -> MemoryDiT:
+    """A copy of ``dit`` that takes the trust channel, its weights zero: it predicts exactly
+    what ``dit`` did until training teaches it to use the channel."""
+    if dit.cfg.memory_trust:
+        return dit
+    new = MemoryDiT(DiTConfig(**{**dit.cfg.to_dict(), "memory_trust": True}))
+    state = dit.state_dict()
+    w = state["embed.weight"]
+    grown = torch.zeros(w.shape[0], w.shape[1] + 1, *w.shape[2:], dtype=w.dtype)
+    grown[:, :w.shape[1]] = w  # the trust channel is the last input channel
+    state["embed.weight"] = grown
+    new.load_state_dict(state)
+    return new.to(w.device)

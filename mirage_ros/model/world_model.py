@@ -34,6 +34,9 @@ DEFAULT_WEIGHTS = Path(__file__).resolve().parent / "weights" / "world_model.saf
 
 # log-depth features are centred near 1 m..10 m indoor ranges: (log d - 1) lands in about [-2, 2].
 LOG_DEPTH_OFFSET = 1.0
+# Metres (plus radians) of keyframe offset at which the trust channel falls to 1/e: a frame
+# taken 10 cm away warps with visible reprojection error already (memory.keyframes).
+TRUST_SCALE = 0.1
 
 
 class WorldModel(nn.Module):
@@ -133,15 +136,24 @@ class WorldModel(nn.Module):
         memory_mask: torch.Tensor,
         previous_latent: torch.Tensor,
         rays: torch.Tensor,
+        memory_offset: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Stack the DiT conditioning [B, 2C+8, h, w] from raw latents and metric depth."""
+        """Stack the DiT conditioning [B, 2C+8(+1), h, w] from raw latents and metric depth;
+        ``memory_offset`` ([B,h,w], ``MemoryView.offset``; None = unknown, no trust) feeds the
+        trust channel of models that have one."""
         mask = memory_mask.float()
         mem = self.normalize(memory_latent) * mask[:, None]
         log_d = torch.where(
             memory_mask, memory_depth.clamp_min(1e-3).log() - LOG_DEPTH_OFFSET,
             torch.zeros_like(memory_depth))
         prev = self.normalize(previous_latent)
-        return torch.cat([mem, log_d[:, None], mask[:, None], prev, rays.float()], dim=1)
+        parts = [mem, log_d[:, None], mask[:, None], prev, rays.float()]
+        if self.dit.cfg.memory_trust:
+            trust = torch.zeros_like(mask)
+            if memory_offset is not None:  # exp(-inf) = 0: fused cells and holes
+                trust = torch.exp(-memory_offset.float() / TRUST_SCALE) * mask
+            parts.append(trust[:, None])
+        return torch.cat(parts, dim=1)
 
     @torch.no_grad()
     def imagine(

@@ -73,6 +73,10 @@ class EngineConfig:
     min_paths_per_device: int = 512  # split a goal across devices only above this many each
     slot_overlay: bool | None = None  # imagined frames in slots (None: on a GPU; see memory)
     imagination: str = "diffusion"  # or "memory": the memory read, holes filled, no model
+    # A memory cell that a kept frame taken within this offset of the view supplied (metres
+    # plus radians, see MemoryView.offset) is returned as observed rather than imagined: what
+    # the camera saw from here needs no imagining. Negative: imagine every cell.
+    copy_offset: float = 0.02
 
     def __post_init__(self) -> None:
         for name in ("step_length", "step_angle", "robot_radius"):
@@ -88,6 +92,8 @@ class EngineConfig:
         if self.imagination not in IMAGINATION_MODES:
             raise ValueError(f"imagination must be one of {', '.join(IMAGINATION_MODES)}, got "
                              f"{self.imagination!r}")
+        if not (isinstance(self.copy_offset, (int, float)) and np.isfinite(self.copy_offset)):
+            raise ValueError(f"copy_offset must be a finite number, got {self.copy_offset!r}")
         if not isinstance(self.seed, int) or not 0 <= self.seed < 2**32:
             raise ValueError(f"seed must be an integer in [0, 2^32), got {self.seed!r}")
         if not isinstance(self.min_paths_per_device, int) or self.min_paths_per_device < 1:
@@ -406,11 +412,13 @@ class RolloutEngine:
         if len(sizes) == 1:
             return imagine_paths(self.model, memory, start_latent, K_latent, cams,
                                  sampler_steps=c.sampler_steps, seed=seed,
+                                 copy_offset=c.copy_offset,
                                  sampler=self.sampler(), slot_overlay=slots, timings=timings,
                                  on_step=on_step, should_stop=should_stop)
         replicas = [Replica(self.sampler(d), memory.to(d)) for d in self.devices[:len(sizes)]]
         return imagine_split(replicas, sizes, start_latent, K_latent, cams,
                              sampler_steps=c.sampler_steps, seed=seed, slot_overlay=slots,
+                             copy_offset=c.copy_offset,
                              timings=timings, on_step=on_step, should_stop=should_stop)
 
     # ------------------------------------------------------------------ helpers

@@ -65,6 +65,7 @@ def imagine_paths(
     path_ids: torch.Tensor | None = None,
     sampler: FrameSampler | None = None,
     slot_overlay: bool = False,
+    copy_offset: float | None = None,
     timings: dict[str, float] | None = None,
     on_step: Callable[[int, int], bool] | None = None,
     should_stop: Callable[[], bool] | None = None,
@@ -76,7 +77,9 @@ def imagine_paths(
     of start_latent. ``seed`` and ``path_ids`` ([N] int, default 0..N-1) choose each path's
     noise. ``sampler`` runs the DiT and the depth head (default: float32, no graphs, the
     reference). ``slot_overlay`` keeps imagined frames in a ``SlotOverlay`` (no host round trip
-    per step: the GPU's choice) instead of the reference ``MemoryOverlay``. ``timings``, when
+    per step: the GPU's choice) instead of the reference ``MemoryOverlay``. ``copy_offset``
+    (see ``EngineConfig``; None or negative: off) returns memory cells that a kept frame from
+    within that offset of the view supplied as they are, in place of the DiT's. ``timings``, when
     given, accumulates seconds per phase (synchronising CUDA around each).
     ``on_step(done, total)`` runs after every step; returning False stops the rollout with
     ``RolloutInterrupted``. ``should_stop()`` is polled much more often, before every phase and
@@ -132,10 +135,13 @@ def imagine_paths(
         view = timed("memory read", lambda s=s: read(s))
         rays = timed("conditioning", lambda s=s: relative_rays(
             K, poses[:, s - 1], poses[:, s], (h, w)))
-        cond = model.condition(view.latent, view.depth, view.mask, prev, rays)
+        cond = model.condition(view.latent, view.depth, view.mask, prev, rays, view.offset)
         noise = path_noise(seed, ids, s, noise_shape, device)
         prev = timed("DiT sampling", lambda c=cond, z=noise: sampler.sample(
             c, z, sampler_steps, poll))
+        if copy_offset is not None and copy_offset >= 0 and view.offset is not None:
+            seen = view.mask & (view.offset <= copy_offset)
+            prev = torch.where(seen[:, None], view.latent.to(prev.dtype), prev)
         geometry = None if floor is None else floor[:, s - 1]
         depth = timed("depth head", lambda p=prev, g=geometry: sampler.depth(p, poll, g))
         check()
@@ -237,6 +243,7 @@ def imagine_split(
     sampler_steps: int = 2,
     seed: int = 0,
     slot_overlay: bool = False,
+    copy_offset: float | None = None,
     timings: dict[str, float] | None = None,
     on_step: Callable[[int, int], bool] | None = None,
     should_stop: Callable[[], bool] | None = None,
@@ -272,7 +279,7 @@ def imagine_split(
                     r.sampler.model, r.bank, start.to(dev), K_latent,
                     cam_to_map[lo:hi].to(dev), sampler_steps=sampler_steps, seed=seed,
                     path_ids=torch.arange(lo, hi, device=dev), sampler=r.sampler,
-                    slot_overlay=slot_overlay,
+                    slot_overlay=slot_overlay, copy_offset=copy_offset,
                     timings=timings if i == 0 else None,
                     on_step=first_on_step if i == 0 else None, should_stop=stopping)
         except BaseException as exc:  # noqa: BLE001 (re-raised on the caller's thread)

@@ -145,6 +145,7 @@ DEFAULTS: dict[str, object] = {
     "observe.max_rate": 2.0,
     "memory.voxel_size": 0.05,
     "memory.capacity": 300000,
+    "memory.keyframes": 1024,
     "memory_file": "mirage_memory.safetensors",
     "load_memory_at_start": False,
     "clock_jump": "keep",
@@ -187,6 +188,8 @@ DESCRIPTIONS: dict[str, str] = {
     "observe.max_rate": "most memory writes per second",
     "memory.voxel_size": "metres",
     "memory.capacity": "most voxels kept; the farthest and stalest are evicted first",
+    "memory.keyframes": "most observed frames kept whole beside the voxels and warped into "
+                        "reads (about 11 KB each; the oldest go first; 0: none)",
     "memory_file": "default file of the save_memory / load_memory services",
     "load_memory_at_start": "load memory_file when the node starts; a map that cannot be used "
                             "(corrupt, another model, channel count or voxel size) stops it",
@@ -375,7 +378,8 @@ class MirageNode(Node):
             raise ValueError(f"model_path: {err}") from None
         memory = LatentMemory(channels=model.latent_channels,
                               voxel_size=float(values["memory.voxel_size"]),
-                              capacity=int(values["memory.capacity"]), device=device)
+                              capacity=int(values["memory.capacity"]), device=device,
+                              keyframe_capacity=int(values["memory.keyframes"]))
         mount = list(values["camera_to_base"])
         cam_to_base = transform_from_translation_quat_xyzw(mount[:3], mount[3:])
         split = []
@@ -993,7 +997,9 @@ class MirageNode(Node):
             "voxels": str(len(memory)),
             "capacity": str(memory.capacity),
             "memory fill": f"{len(memory) / memory.capacity:.4f}",
+            "keyframes": str(len(memory.keyframes)),
             "memory bytes": str(memory.nbytes),
+            "keyframe bytes": str(memory.keyframes.nbytes),
             "clock jumps back": str(self._clock_jumps),
             "device": ", ".join(str(d) for d in self._engine.devices),
             "precision": self._engine.sampler().precision,
@@ -1048,7 +1054,8 @@ class MirageNode(Node):
 
 _READ_ONLY = {"map_frame",
               "model_path", "device", "precision", "imagination", "cuda_graphs", "split_gpus",
-              "min_paths_per_gpu", "memory.voxel_size", "memory.capacity", "critics",
+              "min_paths_per_gpu", "memory.voxel_size", "memory.capacity", "memory.keyframes",
+              "critics",
               "camera_to_base", "sync_tolerance", "depth_timeout", "memory_cloud_period",
               "plan_preview_period", "load_memory_at_start", "sampler_steps", "seed",
               "step_length", "step_angle", "robot_radius"}
@@ -1108,6 +1115,9 @@ def _check_parameters(values: dict[str, object]) -> str | None:
                 f"{values['imagination']!r}")
     if values["horizon"] > values["max_horizon"]:
         return f"horizon {values['horizon']} exceeds max_horizon {values['max_horizon']}"
+    kf = values["memory.keyframes"]
+    if isinstance(kf, bool) or not isinstance(kf, int) or kf < 0:
+        return f"memory.keyframes must be an integer >= 0, got {kf!r}"
     tol = values["quaternion_tolerance"]
     if not isinstance(tol, float) or not 0.0 < tol < 1.0:
         return f"quaternion_tolerance must be in (0, 1), got {tol!r}"

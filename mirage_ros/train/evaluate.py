@@ -106,35 +106,39 @@ def evaluate_depth(model: WorldModel, frames: Frames, latents: torch.Tensor, tal
 
 
 @torch.no_grad()
-def _bank(frames: Frames, latents: torch.Tensor, cell_depth: torch.Tensor, e: int, upto: int,
-          K: torch.Tensor) -> LatentMemory:
-    mem = LatentMemory(channels=latents.shape[2], device=latents.device)
+def _bank(frames: Frames, latents: torch.Tensor, e: int, upto: int,
+          K: torch.Tensor, memory_options: dict | None = None) -> LatentMemory:
+    mem = LatentMemory(channels=latents.shape[2], device=latents.device,
+                       **(memory_options or {}))
     poses = torch.from_numpy(frames.cam_to_map[e, :upto + 1]).float().to(latents.device)
     stamps = torch.arange(upto + 1, dtype=torch.float64, device=latents.device)
     for i in range(0, upto + 1, 16):  # chunks keep the write's peak memory small
         j = min(i + 16, upto + 1)
-        mem.write(latents[e, i:j], cell_depth[e, i:j], K, poses[i:j], stamps[i:j])
+        # full-resolution depth: the memory reduces it as latent_depth_targets does, and its
+        # keyframes keep every cell that has a measured pixel (see memory.keyframes)
+        mem.write(latents[e, i:j], frames.depth[e, i:j], K, poses[i:j], stamps[i:j])
     return mem
 
 
 @torch.no_grad()
 def evaluate_rollouts(model: WorldModel, frames: Frames, latents: torch.Tensor, cases: int,
                       sampler_steps: int, tally: Tally, png_dir: Path | None,
-                      seed: int = 0, precision: str = "auto") -> None:
+                      seed: int = 0, precision: str = "auto",
+                      memory_options: dict | None = None, copy_offset: float = 0.02) -> None:
     n, t = frames.shape
     horizon = max(STEPS_REPORTED)
     down = model.downsampling
     h, w = latents.shape[-2:]
     K = torch.from_numpy(frames.latent_K(down)).float().to(latents.device)
-    cell_depth = latent_depth_targets(frames, down)
     start = t // 2 - 1
     if start + horizon >= t:
         raise ValueError(f"episodes of {t} frames are too short for {horizon}-step rollouts")
     for e in range(min(cases, n)):
-        bank = _bank(frames, latents, cell_depth, e, start, K)
+        bank = _bank(frames, latents, e, start, K, memory_options)
         # The engine's imagination loop, exactly as the node runs it, along the true path.
         engine = RolloutEngine(model, bank, np.eye(4), [],
-                               EngineConfig(sampler_steps=sampler_steps, precision=precision))
+                               EngineConfig(sampler_steps=sampler_steps, precision=precision,
+                                            copy_offset=copy_offset))
         cams = torch.from_numpy(frames.cam_to_map[e, start:start + horizon + 1])[None]
         imagined = engine.imagine(cams, latents[e, start:start + 1], K, bank,
                                   seed=seed * 100_003 + e)
@@ -163,13 +167,13 @@ def evaluate_rollouts(model: WorldModel, frames: Frames, latents: torch.Tensor, 
 @torch.no_grad()
 def evaluate_revisits(model: WorldModel, frames: Frames, latents: torch.Tensor, cases: int,
                       sampler_steps: int, tally: Tally, png_dir: Path | None,
-                      min_gap: int = 20, seed: int = 1, precision: str = "auto") -> int:
+                      min_gap: int = 20, seed: int = 1, precision: str = "auto",
+                      memory_options: dict | None = None, copy_offset: float = 0.02) -> int:
     """Returns how many revisit cases were found."""
     n, t = frames.shape
     down = model.downsampling
     h, w = latents.shape[-2:]
     K = torch.from_numpy(frames.latent_K(down)).float().to(latents.device)
-    cell_depth = latent_depth_targets(frames, down)
     found = 0
     for e in range(n):
         if found >= cases:
@@ -178,12 +182,13 @@ def evaluate_revisits(model: WorldModel, frames: Frames, latents: torch.Tensor, 
         if pair is None:
             continue
         then, now = pair
-        bank = _bank(frames, latents, cell_depth, e, now, K)
+        bank = _bank(frames, latents, e, now, K, memory_options)
         # the memory has moved on: it holds everything up to `now`, the view is from `then`
         pose = torch.from_numpy(frames.cam_to_map[e, then:then + 1]).float().to(latents.device)
         view = bank.read(pose, K, (h, w))
         engine = RolloutEngine(model, bank, np.eye(4), [],
-                               EngineConfig(sampler_steps=sampler_steps, precision=precision))
+                               EngineConfig(sampler_steps=sampler_steps, precision=precision,
+                                            copy_offset=copy_offset))
         cams = torch.from_numpy(frames.cam_to_map[e, [now, then]])[None]
         z = engine.imagine(cams, latents[e, now:now + 1], K, bank,
                            seed=seed * 100_003 + e).latents[:, 0]
@@ -262,6 +267,11 @@ def main(argv: list[str] | None = None) -> int:
                    help="of the DiT and depth head in the rollout (see model.sampler)")
     p.add_argument("--parts", default="ae,depth,rollout,revisit",
                    help="comma-separated subset of ae,depth,rollout,revisit")
+    p.add_argument("--keyframes", type=int, default=None,
+                   help="keyframe capacity of the memories (0: the fused voxel map alone); "
+                        "default: the memory's")
+    p.add_argument("--copy-offset", type=float, default=EngineConfig.copy_offset,
+                   help="see EngineConfig.copy_offset; negative: imagine every cell")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--json", type=Path, help="also write every pooled metric here")
     args = p.parse_args(argv)
@@ -275,17 +285,20 @@ def main(argv: list[str] | None = None) -> int:
     latents = latents.view(*frames.shape, *latents.shape[1:])
     tally = Tally()
     parts = set(args.parts.split(","))
+    mem_opts = {} if args.keyframes is None else {"keyframe_capacity": args.keyframes}
     if "ae" in parts:
         evaluate_autoencoder(model, frames, tally)
     if "depth" in parts:
         evaluate_depth(model, frames, latents, tally)
     if "rollout" in parts:
         evaluate_rollouts(model, frames, latents, args.cases, args.steps, tally, args.png_dir,
-                          precision=args.precision)
+                          precision=args.precision, memory_options=mem_opts,
+                          copy_offset=args.copy_offset)
     revisits = 0
     if "revisit" in parts:
         revisits = evaluate_revisits(model, frames, latents, args.cases, args.steps, tally,
-                                     args.png_dir, precision=args.precision)
+                                     args.png_dir, precision=args.precision,
+                                     memory_options=mem_opts, copy_offset=args.copy_offset)
     print(f"model: {model.notes}")
     print(f"{args.split} split: {frames.shape[0]} episodes x {frames.shape[1]} frames, "
           f"sampler steps {args.steps}, precision {args.precision}, device {device}, "
@@ -295,7 +308,8 @@ def main(argv: list[str] | None = None) -> int:
         summary = {k: tally.mean(k) for k in sorted(tally.values)}
         summary.update(cases=min(args.cases, frames.shape[0]), revisits=revisits,
                        episodes=frames.shape[0], data=str(args.data), split=args.split,
-                       checkpoint=args.checkpoint or "shipped", notes=model.notes)
+                       checkpoint=args.checkpoint or "shipped", notes=model.notes,
+                       keyframes=args.keyframes, copy_offset=args.copy_offset)
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(summary, indent=1) + "\n")
     return 0

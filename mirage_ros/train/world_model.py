@@ -49,11 +49,12 @@ from safetensors.torch import save as save_tensors
 from torch import nn
 
 from mirage_ros.geometry import scale_intrinsics
-from mirage_ros.memory import LatentMemory, reduce_depth
+from mirage_ros.memory import LatentMemory, MemoryView, keyframes, reduce_depth
+from mirage_ros.memory.camera import rows_map_to_cam
 from mirage_ros.model import WorldModel
 from mirage_ros.model.autoencoder import AutoencoderConfig, reconstruction_loss
 from mirage_ros.model.depth_head import DepthHeadConfig, with_geometry
-from mirage_ros.model.dit import DiTConfig
+from mirage_ros.model.dit import DiTConfig, with_memory_trust
 from mirage_ros.model.flow import sample_t
 from mirage_ros.model.world_model import relative_rays
 from mirage_ros.safefile import write_atomic
@@ -80,6 +81,8 @@ class TrainConfig:
     # head serve cameras of any height and pitch; an --init head with fewer is grown (its new
     # inputs start at zero weight). None: the head's own.
     depth_geometry_channels: int | None = None
+    # The DiT's trust channel (model.dit): an --init DiT without it is grown (zero weights).
+    memory_trust: bool = False
     ae_steps: int = 6000
     ae_batch: int = 64
     ae_lr: float = 4e-4
@@ -298,6 +301,7 @@ class Conditions:
     mem_depth: torch.Tensor  # [N,T,h,w]
     mem_mask: torch.Tensor  # [N,T,h,w] bool
     rays: torch.Tensor  # [N,T,6,h,w]; frame 0's rays are unused
+    mem_offset: torch.Tensor  # [N,T,h,w] see MemoryView.offset
 
 
 @torch.no_grad()
@@ -305,7 +309,13 @@ def build_conditions(frames: Frames, latents: torch.Tensor, lags=(0, 1, 2, 4, 8)
                      voxel_size: float = 0.05, seed: int = 2, log=print) -> Conditions:
     """One memory per episode, all episodes at once: each episode is a path of one overlay on an
     empty bank, so every frame step is a single batched write and a single batched read.
-    Writing happens before reading, so a lag of 0 reads the target's own frame back."""
+    Writing happens before reading, so a lag of 0 reads the target's own frame back.
+
+    The read is the memory's own: the fused overlay read with the episode's nearest written
+    frame warped over it (``memory.keyframes``, with the memory's default options). Every frame
+    written so far is a candidate here, where the memory's bounded store would have replaced
+    near-duplicates (within 0.1 m and 10 degrees) by their newer twin: the chosen frame can
+    differ by that much, no more."""
     n, t, c, h, w = latents.shape
     device = latents.device
     down = frames.rgb.shape[2] // h
@@ -317,9 +327,22 @@ def build_conditions(frames: Frames, latents: torch.Tensor, lags=(0, 1, 2, 4, 8)
     episodes = torch.arange(n, device=device)
     bank = LatentMemory(channels=c, voxel_size=voxel_size, capacity=1, device=device)
     memories = bank.overlay(n)
+    kf = bank.config.keyframe_options()
+    intr = torch.tensor([K[0, 0], K[1, 1], K[0, 2], K[1, 2]], device=device).expand(n * t, 4)
+    poses64 = torch.from_numpy(frames.cam_to_map).to(device)
+    kf_points = torch.cat([  # chunks keep the depth sort's peak memory small
+        keyframes.frame_points(keyframes.warp_depth(frames.depth.flatten(0, 1)[j:j + 512], h, w),
+                               intr[j:j + 512], poses64.flatten(0, 1)[j:j + 512])
+        for j in range(0, n * t, 512)])
+    kf_latents = latents.flatten(0, 1).flatten(2).transpose(1, 2)  # [n*t, h*w, C]
+    kf_position = poses[..., :3, 3].reshape(n * t, 3)
+    kf_axis = poses[..., :3, 2].reshape(n * t, 3)
+    kf_episode = episodes.repeat_interleave(t)
+    kf_frame = torch.arange(t, device=device).repeat(n)
     mem_latent = torch.zeros_like(latents)
     mem_depth = torch.zeros(n, t, h, w, device=device)
     mem_mask = torch.zeros(n, t, h, w, dtype=torch.bool, device=device)
+    mem_offset = torch.full((n, t, h, w), math.inf, device=device)
     started = time.monotonic()
     for i in range(t):
         j = (i - lag).clamp(min=0)
@@ -327,7 +350,19 @@ def build_conditions(frames: Frames, latents: torch.Tensor, lags=(0, 1, 2, 4, 8)
         depth = cell_depth[episodes, j] * (i - lag >= 0)[:, None, None]
         memories.write(latents[episodes, j], depth, K, poses[episodes, j], float(i))
         view = memories.read(poses[:, i], K, (h, w))
+        if kf.capacity:  # the episode's frames written so far are its keyframes
+            allowed = (kf_episode[None] == episodes[:, None]) & (
+                kf_frame[None] <= (i - lag)[:, None])
+            frame, score = keyframes.select(kf_position, kf_axis, poses[:, i, :3, 3],
+                                            poses[:, i, :3, 2], kf.angle_weight, kf.max_score,
+                                            allowed)
+            w2c = rows_map_to_cam(poses64[:, i])
+            warped = keyframes.warp(kf_points, kf_latents, frame, w2c, intr[:n], h, w,
+                                    bank.config.near, bank.config.far)
+            view = MemoryView(*keyframes.composite(view.latent, view.depth, view.mask, *warped,
+                                                   score, kf.depth_tolerance))
         mem_latent[:, i], mem_depth[:, i], mem_mask[:, i] = view.latent, view.depth, view.mask
+        mem_offset[:, i] = view.offset
         if i % 32 == 0 or i == t - 1:
             log(f"[conditions] frame {i}/{t}: {len(memories)} entries, coverage "
                 f"{mem_mask[:, i].float().mean().item():.2f}, {time.monotonic() - started:.1f}s")
@@ -336,7 +371,7 @@ def build_conditions(frames: Frames, latents: torch.Tensor, lags=(0, 1, 2, 4, 8)
     cur = frames.cam_to_map[:, 1:].reshape(-1, 4, 4)
     rays = torch.zeros(n, t, 6, h, w, device=device)
     rays[:, 1:] = relative_rays(K_lat, prev, cur, (h, w)).view(n, t - 1, 6, h, w).to(device)
-    return Conditions(mem_latent, mem_depth, mem_mask, rays)
+    return Conditions(mem_latent, mem_depth, mem_mask, rays, mem_offset)
 
 
 # ---------------------------------------------------------------------------- the loop
@@ -522,7 +557,8 @@ class Trainer:
             conds_k, x0_k = [], []
             for k in range(k_steps):
                 cond = model.condition(conds.mem_latent[ee, ii + k], conds.mem_depth[ee, ii + k],
-                                       conds.mem_mask[ee, ii + k], prev, conds.rays[ee, ii + k])
+                                       conds.mem_mask[ee, ii + k], prev, conds.rays[ee, ii + k],
+                                       conds.mem_offset[ee, ii + k])
                 conds_k.append(cond)
                 x0_k.append(model.normalize(lat[ee, ii + k]))
                 if k + 1 < k_steps:  # the model's own frame becomes the next step's context
@@ -669,6 +705,8 @@ def _grown(model: WorldModel, cfg: TrainConfig) -> WorldModel:
     grow = cfg.depth_geometry_channels
     if grow is not None and grow != model.depth_head.cfg.geometry_channels:
         model.depth_head = with_geometry(model.depth_head, grow)
+    if cfg.memory_trust and not model.dit.cfg.memory_trust:
+        model.dit = with_memory_trust(model.dit)
     return model
 
 
