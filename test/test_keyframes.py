@@ -269,3 +269,35 @@ def test_imagination_returns_what_was_seen_from_the_view_itself():
     assert not torch.equal(a.latents[0, 1], lat[5])
     # 20 cm off frame 5's pose: over the copy offset, so imagined, not copied
     assert float((a.latents[0, 1] == lat[5]).all(dim=0).float().mean()) < 0.5
+
+
+def test_the_warp_is_the_memorys_zbuffer_rule_without_host_waits():
+    """``keyframes.warp`` keys every (view, cell) pair at once; it must give exactly what the
+    memory's reference z-buffer (``zbuffer.splat_pairs`` + ``gather_reference``) gives for the
+    same points, including views with no frame and cells with no depth."""
+    from mirage_ros.memory import zbuffer as zb
+
+    poses, lat, depth = tour(10)
+    depth[3, :4] = 0.0  # cells without depth
+    mem = written(poses, lat, depth)
+    kf = mem.keyframes
+    views = torch.cat([circle_trajectory(9, 1, radius=0.5, pitch_deg=5.0), poses[:3]])
+    w2c = rows_map_to_cam(views)
+    intr = torch.tensor([8.0, 8.0, 8.0, 8.0]).expand(len(views), 4)
+    frame = torch.randint(-1, len(kf), (len(views),), generator=torch.Generator().manual_seed(1))
+    frame[0] = -1
+    flat_lat = kf.latent.flatten(2).transpose(1, 2)
+    got = keyframes.warp(kf.points, flat_lat, frame, w2c, intr, H, W, 0.05, 50.0)
+    zbuf = zb.new_zbuffer(len(views), H, W, torch.device("cpu"))
+    p = H * W
+    for v in range(len(views)):
+        if frame[v] < 0:
+            continue
+        pidx = frame[v] * p + torch.arange(p)
+        ok = torch.isfinite(kf.points.reshape(-1, 3)[pidx]).all(dim=1)
+        zb.splat_pairs(kf.points.reshape(-1, 3), pidx[ok], torch.full((int(ok.sum()),), v),
+                       w2c, intr, H, W, 0.05, 50.0, zbuf, 0)
+    want = zb.gather_reference(zbuf, flat_lat.reshape(-1, C), None, len(views), H, W)
+    for a, b in zip(got, want, strict=True):
+        assert torch.equal(a, b)
+    assert not bool(got[2][0].any()) and bool(got[2][1:].any())

@@ -42,7 +42,7 @@ import torch
 
 from .camera import apply_rows, unproject_cells
 from .depth import reduce_depth
-from .zbuffer import gather_reference, new_zbuffer, splat_pairs
+from .zbuffer import INDEX_MASK, SENTINEL, gather_reference, new_zbuffer
 
 __all__ = ["KeyframeOptions", "Keyframes", "composite", "frame_points", "select", "view_centres",
            "warp", "warp_depth"]
@@ -96,19 +96,41 @@ def warp(points: torch.Tensor, latents: torch.Tensor, frame: torch.Tensor, w2c: 
          ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Splat frame ``frame[v]`` (``-1``: none) into view ``v``: points ``[M,P,3]`` map frame
     (NaN: no depth), latents ``[M,P,C]``. Returns latent ``[V,C,h,w]``, depth and mask
-    ``[V,h,w]``, with the z-buffer rule of a memory read. ``select`` gives ``frame``."""
+    ``[V,h,w]``, with the z-buffer rule of a memory read (``zbuffer``: nearest depth wins,
+    ties to the lower cell index; visible when near <= z <= far and inside the image). ``select``
+    gives ``frame``.
+
+    Every (view, cell) pair is computed, invalid ones keyed out, with no data-dependent shapes:
+    a GPU rollout's read never waits on the host (the slot overlay's reads rely on that)."""
     n_views = w2c.shape[0]
     m, p, c = latents.shape
-    zbuf = new_zbuffer(n_views, h, w, w2c.device)
-    views = (frame >= 0).nonzero()[:, 0]
-    if views.numel():
-        cell = torch.arange(p, device=w2c.device)
-        pidx = (frame[views, None] * p + cell).reshape(-1)
-        vidx = views[:, None].expand(-1, p).reshape(-1)
-        flat = points.reshape(m * p, 3)
-        ok = torch.isfinite(flat[pidx]).all(dim=1)
-        splat_pairs(flat, pidx[ok], vidx[ok], w2c, intr, h, w, near, far, zbuf, 0)
-    return gather_reference(zbuf, latents.reshape(m * p, c), None, n_views, h, w)
+    dev = w2c.device
+    zbuf = new_zbuffer(n_views, h, w, dev)
+    if m == 0 or n_views == 0:
+        return gather_reference(zbuf, latents.reshape(m * p, c), None, n_views, h, w)
+    has = frame >= 0
+    src = frame.clamp(min=0)
+    px, py, pz = points[src].unbind(-1)  # [V,P] each
+    xc, yc, zc = apply_rows(w2c[:, None, :], px, py, pz)
+    fx, fy, cx, cy = (t[:, None] for t in intr.unbind(-1))
+    fu = xc / zc * fx + cx
+    fv = yc / zc * fy + cy
+    vis = has[:, None] & (zc >= near) & (zc <= far) & (fu >= 0) & (fu < w) & (fv >= 0) & (fv < h)
+    u = torch.where(vis, fu, torch.zeros_like(fu)).floor().to(torch.int64)
+    v = torch.where(vis, fv, torch.zeros_like(fv)).floor().to(torch.int64)
+    view = torch.arange(n_views, device=dev)[:, None]
+    cell = view * (h * w) + v * w + u
+    index = src[:, None] * p + torch.arange(p, device=dev)  # row of the flat latents
+    depth_bits = torch.where(vis, zc, torch.ones_like(zc)).view(torch.int32).to(torch.int64)
+    key = torch.where(vis, (depth_bits << 32) | index, torch.full_like(index, SENTINEL))
+    zbuf.scatter_reduce_(0, cell.reshape(-1), key.reshape(-1), reduce="amin")
+    hit = zbuf != SENTINEL
+    row = torch.where(hit, zbuf & INDEX_MASK, torch.zeros_like(zbuf))
+    depth = torch.where(hit, (zbuf >> 32).to(torch.int32).view(torch.float32),
+                        torch.zeros(zbuf.shape, device=dev))
+    lat = latents.reshape(m * p, c)[row] * hit[:, None]
+    latent = lat.reshape(n_views, h, w, c).permute(0, 3, 1, 2).contiguous()
+    return latent, depth.reshape(n_views, h, w), hit.reshape(n_views, h, w)
 
 
 def composite(latent: torch.Tensor, depth: torch.Tensor, mask: torch.Tensor,
