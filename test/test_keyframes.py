@@ -110,7 +110,7 @@ def test_cells_without_depth_are_not_warped_and_edge_cells_are():
     assert torch.equal(view.latent[0], lat[0])
 
 
-def test_store_replaces_near_twins_adds_new_places_and_drops_the_oldest():
+def test_store_keeps_the_first_of_near_twins_adds_new_places_and_drops_the_oldest():
     depth = torch.full((1, H, W), 2.0)
     mem = LatentMemory(channels=C, keyframe_capacity=3)
 
@@ -119,8 +119,8 @@ def test_store_replaces_near_twins_adds_new_places_and_drops_the_oldest():
         return look_pose((x, 0.0, 0.0), (math.sin(a), 0.0, math.cos(a)), up=(0.0, -1.0, 0.0))
 
     mem.write(view_latents(1, 0), depth, K16, at(0.0)[None], 0.0)
-    mem.write(view_latents(1, 1), depth, K16, at(0.05)[None], 1.0)  # a twin: replaces
-    assert len(mem.keyframes) == 1 and float(mem.keyframes.stamp[0]) == 1.0
+    mem.write(view_latents(1, 1), depth, K16, at(0.05)[None], 1.0)  # a twin: not kept
+    assert len(mem.keyframes) == 1 and float(mem.keyframes.stamp[0]) == 0.0
     mem.write(view_latents(1, 2), depth, K16, at(0.05, 30.0)[None], 2.0)  # turned: new
     mem.write(view_latents(1, 3), depth, K16, at(0.5)[None], 3.0)  # moved: new
     assert len(mem.keyframes) == 3
@@ -151,9 +151,14 @@ def test_reads_are_deterministic_and_snapshots_keep_their_keyframes():
     ra, rb = a.read(views, K16, (H, W)), b.read(views, K16, (H, W))
     assert torch.equal(ra.latent, rb.latent) and torch.equal(ra.depth, rb.depth)
     snap = a.snapshot()
-    a.write(view_latents(1, 99), depth[:1], K16, poses[:1], 100.0)
+    there = look_pose((0.0, 0.0, 1.5), (0.0, -1.0, 0.0))  # a place the tour never stood at
+    a.write(view_latents(1, 99), ray_depth(there[None], K16, (H, W), ROOM), K16, there[None],
+            100.0)
+    assert len(snap.keyframes) == len(a.keyframes) - 1
     assert torch.equal(snap.read(poses[:1], K16, (H, W)).latent[0], lat[0])
-    assert torch.equal(a.read(poses[:1], K16, (H, W)).latent[0], view_latents(1, 99)[0])
+    assert torch.equal(a.read(there[None], K16, (H, W)).latent[0], view_latents(1, 99)[0])
+    assert not torch.equal(snap.read(there[None], K16, (H, W)).latent[0],
+                           view_latents(1, 99)[0])
     assert a.rebase_time(0.0) == -100.0
     assert float(a.keyframes.stamp.max()) == 0.0
     a.clear()
@@ -301,3 +306,21 @@ def test_the_warp_is_the_memorys_zbuffer_rule_without_host_waits():
     for a, b in zip(got, want, strict=True):
         assert torch.equal(a, b)
     assert not bool(got[2][0].any()) and bool(got[2][1:].any())
+
+
+def test_turning_on_the_spot_in_small_steps_keeps_a_frame_every_ten_degrees():
+    """The twin rule must not chain: each 6 degree step is a twin of the frame before it, yet
+    a quarter turn has to leave its places in the store, not only the last frame."""
+    mem = LatentMemory(channels=C)
+    poses = [look_pose((0.0, 0.0, 1.0), (math.cos(math.radians(a)), math.sin(math.radians(a)),
+                                         0.0)) for a in range(0, 91, 6)]
+    for i, p in enumerate(poses):
+        mem.write(view_latents(1, 10 + i), ray_depth(p[None], K16, (H, W), ROOM), K16, p[None],
+                  float(i))
+    assert sorted(mem.keyframes.stamp.tolist()) == [0.0, 2.0, 4.0, 6.0, 8.0, 10.0, 12.0, 14.0]
+    # At the first pose its own frame comes back wherever it supplied the cell (offset 0):
+    # all cells but the few where another view's voxels lie over 25 % nearer (box edges).
+    view = mem.read(poses[0][None], K16, (H, W))
+    own = view.offset[0] == 0
+    assert float(own.float().mean()) > 0.9
+    assert torch.equal(view.latent[0][:, own], view_latents(1, 10)[0][:, own])

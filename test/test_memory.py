@@ -251,10 +251,11 @@ def test_two_views_of_one_surface_fuse_into_the_same_voxels():
     assert (stats.voxels_new, stats.voxels_updated, len(mem)) == (0, 256, 256)
     torch.testing.assert_close(mem.latents, (mem_latents_of(lat1) + mem_latents_of(lat2)) / 2,
                                rtol=0, atol=1e-6)
-    # A read at that pose returns the newest frame whole (its keyframe replaced the first)...
+    # A read at that pose returns the first frame whole (the second, its twin, was not kept as
+    # a keyframe; see memory.keyframes)...
     view = mem.read(pose()[None], K16, (H, W))
     assert len(mem.keyframes) == 1
-    assert torch.equal(view.latent[0], lat2[0])
+    assert torch.equal(view.latent[0], lat1[0])
     # ... and without keyframes it is the fused average.
     fused = LatentMemory(channels=C, keyframe_capacity=0)
     fused.write(lat1, depth, K16, pose()[None], 1.0)

@@ -6,7 +6,8 @@
 
 (a) For the frames of a trajectory that revisits places (a synthetic room, the camera circling it
     several times with pose noise, 128 x 128 depth, 16 x 16 x C latents), the memory's bytes
-    (``mem.nbytes``) against what a pixel-space memory keeps: an RGB point cloud of every valid
+    (the voxels, ``mem.nbytes``, and the keyframes kept beside them, ``mem.keyframes.nbytes``)
+    against what a pixel-space memory keeps: an RGB point cloud of every valid
     pixel of every frame (xyz float32 + rgb uint8 = 15 bytes a pixel), built for real.
 (b) Read (project + z-buffer + gather into V views) and write (B frames fused into the bank)
     times for the torch reference and the Triton kernels side by side, on a bank of N voxels
@@ -73,13 +74,17 @@ def bench_ratio(args: argparse.Namespace) -> None:
             mem.write(lat, depth, k_lat, p, float(loop))
             xyz, rgb = _pixel_cloud(p, k_px, depth)
             cloud_bytes += xyz.numel() * xyz.element_size() + rgb.numel() * rgb.element_size()
-            rows.append((loop + 1, len(mem), mem.nbytes, cloud_bytes))
+            rows.append((loop + 1, len(mem), mem.nbytes, len(mem.keyframes),
+                         mem.keyframes.nbytes, cloud_bytes))
         print(f"  voxel {voxel:.2f} m")
-        print("    loops  frames  voxels     memory       RGB cloud    cloud/memory")
-        for loops, voxels, nbytes, cbytes in rows:
+        print("    loops  frames  voxels     voxel bytes  keyframes  kf bytes     RGB cloud"
+              "    cloud/voxels  cloud/(voxels+kf)")
+        for loops, voxels, nbytes, kfs, kbytes, cbytes in rows:
             print(
                 f"    {loops:5d}  {loops * args.frames_per_loop:6d}  {voxels:7d}  "
-                f"{_fmt_bytes(nbytes):>11}  {_fmt_bytes(cbytes):>11}  {cbytes / nbytes:10.1f}x"
+                f"{_fmt_bytes(nbytes):>11}  {kfs:9d}  {_fmt_bytes(kbytes):>11}  "
+                f"{_fmt_bytes(cbytes):>11}  {cbytes / nbytes:12.1f}x  "
+                f"{cbytes / (nbytes + kbytes):16.1f}x"
             )
 
 

@@ -61,6 +61,9 @@ class PreparedPoints:
     camera_position: torch.Tensor  # [B,3] f64
     frame_stamps: torch.Tensor  # [B] f64
     stats: WriteStats
+    # The validated frames, for what keeps them whole (memory.keyframes); None for points.
+    intr: torch.Tensor | None = None  # [B,4] f32 fx, fy, cx, cy, on the device
+    cam_to_map: torch.Tensor | None = None  # [B,4,4] f64, CPU
 
 
 def unproject_keys_reference(
@@ -175,4 +178,6 @@ def prepare_frames(
         camera_position=poses[:, :3, 3].to(device),
         frame_stamps=stamps,
         stats=stats,
+        intr=intr,
+        cam_to_map=poses,
     )

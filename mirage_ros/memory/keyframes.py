@@ -16,11 +16,13 @@ wherever it does not hide a surface the fused read holds clearly nearer (relativ
 pose the memory has seen this returns that frame exactly; near one, a one-frame warp, which is
 sharper than the blend; the fused read still fills what the frame did not see.
 
-Storage is bounded: a new frame within ``min_distance`` and ``min_angle_deg`` of a stored one
-replaces it (newest wins: the place may have changed); otherwise it is added, and when more than
-``capacity`` frames are held the oldest goes. A keyframe is ``C*h*w`` latents plus ``h*w``
-points: 11 KB at the shipped model's 8 x 16 x 16 cells, so the default 1024 cost about 11 MB,
-a little under half of what the node's default 300,000 voxels take.
+Storage is bounded, and samples places the way SLAM keyframes do: a new frame within
+``min_distance`` and ``min_angle_deg`` of a kept one is not kept (its content still fuses into the
+voxels); otherwise it is added, and when more than ``capacity`` frames are held the oldest goes.
+Replacing the kept twin instead would chain: a robot turning on the spot in 6 degree steps, or
+creeping forward in 5 cm ones, would keep only its latest frame. A keyframe is ``C*h*w`` latents
+plus ``h*w`` points: 11 KB at the shipped model's 8 x 16 x 16 cells, so the default 1024 cost
+about 11 MB, a little under half of what the node's default 300,000 voxels take.
 
 A stored frame's cells need a depth to be warped. Given full-resolution depth, every cell with at
 least one valid pixel gets their median (``warp_depth``): the memory's robust reduction rejects
@@ -40,9 +42,9 @@ from dataclasses import dataclass
 
 import torch
 
-from .camera import apply_rows, unproject_cells
+from .camera import apply_rows, rows_cam_to_map, unproject_cells
 from .depth import reduce_depth
-from .zbuffer import INDEX_MASK, SENTINEL, gather_reference, new_zbuffer
+from .zbuffer import SENTINEL, gather_reference, new_zbuffer, project
 
 __all__ = ["KeyframeOptions", "Keyframes", "composite", "frame_points", "select", "view_centres",
            "warp", "warp_depth"]
@@ -54,7 +56,7 @@ class KeyframeOptions:
 
     capacity: int = 1024  # frames; 0 keeps none (reads are the fused map's alone)
     min_distance: float = 0.1  # metres: a new frame this close ...
-    min_angle_deg: float = 10.0  # ... and this aligned to a stored one replaces it
+    min_angle_deg: float = 10.0  # ... and this aligned to a kept one is not kept
     angle_weight: float = 1.0  # metres per radian of optical-axis angle in the selection score
     max_score: float = 1.0  # a view with no stored frame within this score reads the map alone
     depth_tolerance: float = 0.25  # relative: the fused read is nearer by more -> keep it
@@ -106,31 +108,20 @@ def warp(points: torch.Tensor, latents: torch.Tensor, frame: torch.Tensor, w2c: 
     m, p, c = latents.shape
     dev = w2c.device
     zbuf = new_zbuffer(n_views, h, w, dev)
-    if m == 0 or n_views == 0:
-        return gather_reference(zbuf, latents.reshape(m * p, c), None, n_views, h, w)
-    has = frame >= 0
-    src = frame.clamp(min=0)
-    px, py, pz = points[src].unbind(-1)  # [V,P] each
-    xc, yc, zc = apply_rows(w2c[:, None, :], px, py, pz)
-    fx, fy, cx, cy = (t[:, None] for t in intr.unbind(-1))
-    fu = xc / zc * fx + cx
-    fv = yc / zc * fy + cy
-    vis = has[:, None] & (zc >= near) & (zc <= far) & (fu >= 0) & (fu < w) & (fv >= 0) & (fv < h)
-    u = torch.where(vis, fu, torch.zeros_like(fu)).floor().to(torch.int64)
-    v = torch.where(vis, fv, torch.zeros_like(fv)).floor().to(torch.int64)
-    view = torch.arange(n_views, device=dev)[:, None]
-    cell = view * (h * w) + v * w + u
-    index = src[:, None] * p + torch.arange(p, device=dev)  # row of the flat latents
-    depth_bits = torch.where(vis, zc, torch.ones_like(zc)).view(torch.int32).to(torch.int64)
-    key = torch.where(vis, (depth_bits << 32) | index, torch.full_like(index, SENTINEL))
-    zbuf.scatter_reduce_(0, cell.reshape(-1), key.reshape(-1), reduce="amin")
-    hit = zbuf != SENTINEL
-    row = torch.where(hit, zbuf & INDEX_MASK, torch.zeros_like(zbuf))
-    depth = torch.where(hit, (zbuf >> 32).to(torch.int32).view(torch.float32),
-                        torch.zeros(zbuf.shape, device=dev))
-    lat = latents.reshape(m * p, c)[row] * hit[:, None]
-    latent = lat.reshape(n_views, h, w, c).permute(0, 3, 1, 2).contiguous()
-    return latent, depth.reshape(n_views, h, w), hit.reshape(n_views, h, w)
+    if m and n_views:
+        has = frame >= 0
+        src = frame.clamp(min=0)
+        px, py, pz = points[src].unbind(-1)  # [V,P] each
+        zc, fu, fv, vis = project(px, py, pz, w2c[:, None], intr[:, None], h, w, near, far)
+        vis &= has[:, None]
+        u = torch.where(vis, fu, torch.zeros_like(fu)).floor().to(torch.int64)
+        v = torch.where(vis, fv, torch.zeros_like(fv)).floor().to(torch.int64)
+        cell = torch.arange(n_views, device=dev)[:, None] * (h * w) + v * w + u
+        index = src[:, None] * p + torch.arange(p, device=dev)  # row of the flat latents
+        bits = torch.where(vis, zc, torch.ones_like(zc)).view(torch.int32).to(torch.int64)
+        key = torch.where(vis, (bits << 32) | index, torch.full_like(index, SENTINEL))
+        zbuf.scatter_reduce_(0, cell.reshape(-1), key.reshape(-1), reduce="amin")
+    return gather_reference(zbuf, latents.reshape(m * p, c), None, n_views, h, w)
 
 
 def composite(latent: torch.Tensor, depth: torch.Tensor, mask: torch.Tensor,
@@ -166,8 +157,7 @@ def frame_points(depth: torch.Tensor, intr: torch.Tensor,
     d = depth.to(torch.float32)
     d = torch.where(d > 0, d, torch.full_like(d, math.nan))
     x, y, z = unproject_cells(d, intr)
-    rows = cam_to_map[:, :3, :].reshape(-1, 12).to(torch.float32)[:, None, None]  # [F,1,1,12]
-    px, py, pz = apply_rows(rows, x, y, z)
+    px, py, pz = apply_rows(rows_cam_to_map(cam_to_map)[:, None, None], x, y, z)
     return torch.stack([px, py, pz], dim=-1).reshape(d.shape[0], -1, 3)
 
 
@@ -237,19 +227,14 @@ class Keyframes:
                 continue  # a damaged frame is never copied whole (its good cells still fuse)
             near = ((store.position - position[f]).norm(dim=1) < opts.min_distance) & (
                 store.axis @ axis[f] > cos_min)
+            if bool(near.any()):
+                continue  # this place is kept already
             row = [t[f:f + 1] for t in (latents, points, position, axis, stamps)]
             cols = [store.latent, store.points, store.position, store.axis, store.stamp]
-            if bool(near.any()):
-                # replace the nearest such frame (lowest index on a tie)
-                dist = torch.where(near, (store.position - position[f]).norm(dim=1),
-                                   torch.full_like(store.position[:, 0], math.inf))
-                i = int(dist.argmin())
-                cols = [torch.cat([c[:i], r, c[i + 1:]]) for c, r in zip(cols, row, strict=True)]
-            else:
-                cols = [torch.cat([c, r]) for c, r in zip(cols, row, strict=True)]
-                if cols[0].shape[0] > opts.capacity:
-                    i = int(cols[4].argmin())  # the oldest (lowest index on a tie)
-                    cols = [torch.cat([c[:i], c[i + 1:]]) for c in cols]
+            cols = [torch.cat([c, r]) for c, r in zip(cols, row, strict=True)]
+            if cols[0].shape[0] > opts.capacity:
+                i = int(cols[4].argmin())  # the oldest stamp (lowest index on a tie)
+                cols = [torch.cat([c[:i], c[i + 1:]]) for c in cols]
             store = Keyframes(*cols)
         return store
 

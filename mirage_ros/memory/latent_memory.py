@@ -389,24 +389,23 @@ class LatentMemory:
             return prep.stats
         stamps = prep.frame_stamps
         newest = int((stamps == stamps.max()).nonzero()[-1, 0])
-        keyframes = self._new_keyframes(latents, depth, K, cam_to_map, stamps)
+        keyframes = self._new_keyframes(latents, depth, prep)
         stats = self._fuse(prep, prep.camera_position[newest], float(stamps[newest]))
         self._keyframes = keyframes  # after the fuse: a failed write changes nothing
         return stats
 
-    def _new_keyframes(self, latents, depth, K, cam_to_map, stamps: torch.Tensor) -> Keyframes:
-        """The keyframe store with this write's frames added; inputs already passed
-        ``_prepare``'s checks, so only their form changes here."""
+    def _new_keyframes(self, latents, depth, prep: PreparedPoints) -> Keyframes:
+        """The keyframe store with this write's frames added: ``prep`` holds their validated
+        cameras; latents and depth passed ``_prepare``'s checks (converting them again is free
+        for tensors already on the device)."""
         opts = self._config.keyframe_options()
         if opts.capacity == 0:
             return self._keyframes
         dev = self._device
         lat = to_float_tensor(latents, "latents", dev).to(torch.float32)
-        b, _, h, w = lat.shape
         d = to_float_tensor(depth, "depth", dev).to(torch.float32)
-        intr = validate_intrinsics(K, (b,), "K").to(device=dev, dtype=torch.float32)
-        poses = validate_poses(cam_to_map, "cam_to_map", 1).to(dev)
-        return self._keyframes.add(lat, d, intr, poses, stamps.to(dev), opts)
+        return self._keyframes.add(lat, d, prep.intr, prep.cam_to_map.to(dev),
+                                   prep.frame_stamps, opts)
 
     def insert_points(
         self,

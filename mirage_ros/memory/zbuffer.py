@@ -68,6 +68,20 @@ def visible_blocks(bounds: torch.Tensor, planes: torch.Tensor) -> torch.Tensor:
     return torch.cat(out, dim=0)
 
 
+def project(px: torch.Tensor, py: torch.Tensor, pz: torch.Tensor, w2c: torch.Tensor,
+            intr: torch.Tensor, h: int, w: int, near: float, far: float,
+            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Camera depth, image coordinates and visibility of map points (the rule above): rows
+    ``w2c [..., 12]`` and ``intr [..., 4]`` broadcast against the points. Returns ``zc``,
+    ``fu``, ``fv`` and ``vis``; NaN points are never visible. Every splat of a read uses it."""
+    xc, yc, zc = apply_rows(w2c, px, py, pz)
+    fx, fy, cx, cy = intr.unbind(-1)
+    fu = xc / zc * fx + cx
+    fv = yc / zc * fy + cy
+    vis = (zc >= near) & (zc <= far) & (fu >= 0) & (fu < w) & (fv >= 0) & (fv < h)
+    return zc, fu, fv, vis
+
+
 def splat_pairs(
     pos: torch.Tensor,
     pidx: torch.Tensor,
@@ -83,11 +97,7 @@ def splat_pairs(
 ) -> None:
     """Project voxel ``pidx[i]`` into view ``vidx[i]`` and min-reduce its key into ``zbuf``."""
     px, py, pz = pos[pidx].unbind(-1)
-    xc, yc, zc = apply_rows(w2c[vidx], px, py, pz)
-    fx, fy, cx, cy = intr[vidx].unbind(-1)
-    fu = xc / zc * fx + cx
-    fv = yc / zc * fy + cy
-    vis = (zc >= near) & (zc <= far) & (fu >= 0) & (fu < w) & (fv >= 0) & (fv < h)
+    zc, fu, fv, vis = project(px, py, pz, w2c[vidx], intr[vidx], h, w, near, far)
     if not bool(vis.any()):
         return
     u = fu[vis].floor().to(torch.int64)
@@ -162,17 +172,20 @@ def gather_reference(
     w: int,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Decode the z-buffer: (latent ``[V,C,h,w]``, depth ``[V,h,w]``, mask ``[V,h,w]``);
-    exactly 0 / False where nothing projected."""
+    exactly 0 / False where nothing projected. Shapes never depend on the data (no boolean
+    indexing), so on a GPU it never waits on the host."""
     n_bank, channels = bank_latent.shape
     hit = zbuf != SENTINEL
-    idx = zbuf & INDEX_MASK
+    idx = torch.where(hit, zbuf & INDEX_MASK, torch.zeros_like(zbuf))
     depth = (zbuf >> 32).to(torch.int32).view(torch.float32)
     depth = torch.where(hit, depth, torch.zeros_like(depth))
     lat = torch.zeros(zbuf.numel(), channels, dtype=torch.float32, device=zbuf.device)
-    from_bank = hit & (idx < n_bank)
-    lat[from_bank] = bank_latent[idx[from_bank]]
-    if overlay_latent is not None:
+    if n_bank:
+        from_bank = hit & (idx < n_bank)
+        lat = torch.where(from_bank[:, None], bank_latent[idx.clamp(max=n_bank - 1)], lat)
+    if overlay_latent is not None and overlay_latent.shape[0]:
         from_overlay = hit & (idx >= n_bank)
-        lat[from_overlay] = overlay_latent[idx[from_overlay] - n_bank]
+        row = (idx - n_bank).clamp(0, overlay_latent.shape[0] - 1)
+        lat = torch.where(from_overlay[:, None], overlay_latent[row], lat)
     latent = lat.reshape(n_views, h, w, channels).permute(0, 3, 1, 2).contiguous()
     return latent, depth.reshape(n_views, h, w), hit.reshape(n_views, h, w)

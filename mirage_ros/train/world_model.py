@@ -313,9 +313,9 @@ def build_conditions(frames: Frames, latents: torch.Tensor, lags=(0, 1, 2, 4, 8)
 
     The read is the memory's own: the fused overlay read with the episode's nearest written
     frame warped over it (``memory.keyframes``, with the memory's default options). Every frame
-    written so far is a candidate here, where the memory's bounded store would have replaced
-    near-duplicates (within 0.1 m and 10 degrees) by their newer twin: the chosen frame can
-    differ by that much, no more."""
+    written so far is a candidate here, where the memory's bounded store keeps only the first of
+    near-duplicates (within 0.1 m and 10 degrees): the chosen frame can be a later twin of the
+    one the memory would use, no farther from it than that."""
     n, t, c, h, w = latents.shape
     device = latents.device
     down = frames.rgb.shape[2] // h
@@ -328,11 +328,12 @@ def build_conditions(frames: Frames, latents: torch.Tensor, lags=(0, 1, 2, 4, 8)
     bank = LatentMemory(channels=c, voxel_size=voxel_size, capacity=1, device=device)
     memories = bank.overlay(n)
     kf = bank.config.keyframe_options()
-    intr = torch.tensor([K[0, 0], K[1, 1], K[0, 2], K[1, 2]], device=device).expand(n * t, 4)
+    intr = torch.stack([K[0, 0], K[1, 1], K[0, 2], K[1, 2]])  # one lens for every frame
     poses64 = torch.from_numpy(frames.cam_to_map).to(device)
+    depth_all, poses_all = frames.depth.flatten(0, 1), poses64.flatten(0, 1)
     kf_points = torch.cat([  # chunks keep the depth sort's peak memory small
-        keyframes.frame_points(keyframes.warp_depth(frames.depth.flatten(0, 1)[j:j + 512], h, w),
-                               intr[j:j + 512], poses64.flatten(0, 1)[j:j + 512])
+        keyframes.frame_points(keyframes.warp_depth(depth_all[j:j + 512], h, w),
+                               intr.expand(len(poses_all[j:j + 512]), 4), poses_all[j:j + 512])
         for j in range(0, n * t, 512)])
     kf_latents = latents.flatten(0, 1).flatten(2).transpose(1, 2)  # [n*t, h*w, C]
     kf_position = poses[..., :3, 3].reshape(n * t, 3)
@@ -357,7 +358,7 @@ def build_conditions(frames: Frames, latents: torch.Tensor, lags=(0, 1, 2, 4, 8)
                                             poses[:, i, :3, 2], kf.angle_weight, kf.max_score,
                                             allowed)
             w2c = rows_map_to_cam(poses64[:, i])
-            warped = keyframes.warp(kf_points, kf_latents, frame, w2c, intr[:n], h, w,
+            warped = keyframes.warp(kf_points, kf_latents, frame, w2c, intr.expand(n, 4), h, w,
                                     bank.config.near, bank.config.far)
             view = MemoryView(*keyframes.composite(view.latent, view.depth, view.mask, *warped,
                                                    score, kf.depth_tolerance))
