@@ -133,3 +133,25 @@ def test_without_depth_the_latent_depth_head_places_the_frame(model):
     stats = engine.observe(rgb, None, pinhole(64.0, 128, 128),
                            torch.from_numpy(planar_pose(0, 0, 0)), 0.0)
     assert len(engine.memory) > 0, stats
+
+
+def test_noise_scale_moves_imagination_to_the_seed_free_frame_at_zero(model):
+    """EngineConfig.noise_scale multiplies the flow sampler's starting noise: at 0 every seed
+    imagines the same frames, at 1 seeds differ; values outside [0, 1] are refused."""
+    fan = arc_fan(2, length=0.75, poses=4)
+
+    def imagined(scale: float, seed: int) -> torch.Tensor:
+        memory = LatentMemory(channels=model.latent_channels)
+        engine = RolloutEngine(model, memory, CameraRig.create().cam_to_base,
+                               [(make_critic(n), w) for n, w in CRITICS],
+                               EngineConfig(seed=seed, noise_scale=scale))
+        _observe(engine, [0.0, 0.4])
+        return engine.score(fan, 3).imagined.latents
+
+    assert not torch.equal(imagined(1.0, 1), imagined(1.0, 2))
+    torch.testing.assert_close(imagined(0.0, 1), imagined(0.0, 2), rtol=0, atol=0)
+    half = imagined(0.5, 1)
+    assert not torch.equal(half, imagined(1.0, 1)) and not torch.equal(half, imagined(0.0, 1))
+    for bad in (-0.1, 1.5, float("nan")):
+        with pytest.raises(ValueError, match="noise_scale"):
+            EngineConfig(noise_scale=bad)

@@ -66,6 +66,7 @@ def imagine_paths(
     sampler: FrameSampler | None = None,
     slot_overlay: bool = False,
     copy_offset: float | None = None,
+    noise_scale: float = 1.0,
     timings: dict[str, float] | None = None,
     on_step: Callable[[int, int], bool] | None = None,
     should_stop: Callable[[], bool] | None = None,
@@ -79,7 +80,8 @@ def imagine_paths(
     reference). ``slot_overlay`` keeps imagined frames in a ``SlotOverlay`` (no host round trip
     per step: the GPU's choice) instead of the reference ``MemoryOverlay``. ``copy_offset``
     (see ``EngineConfig``; None or negative: off) returns memory cells that a kept frame from
-    within that offset of the view supplied as they are, in place of the DiT's. ``timings``, when
+    within that offset of the view supplied as they are, in place of the DiT's. ``noise_scale``
+    (see ``EngineConfig``) multiplies the flow sampler's starting noise. ``timings``, when
     given, accumulates seconds per phase (synchronising CUDA around each).
     ``on_step(done, total)`` runs after every step; returning False stops the rollout with
     ``RolloutInterrupted``. ``should_stop()`` is polled much more often, before every phase and
@@ -136,7 +138,7 @@ def imagine_paths(
         rays = timed("conditioning", lambda s=s: relative_rays(
             K, poses[:, s - 1], poses[:, s], (h, w)))
         cond = model.condition(view.latent, view.depth, view.mask, prev, rays, view.offset)
-        noise = path_noise(seed, ids, s, noise_shape, device)
+        noise = path_noise(seed, ids, s, noise_shape, device) * noise_scale
         prev = timed("DiT sampling", lambda c=cond, z=noise: sampler.sample(
             c, z, sampler_steps, poll))
         if copy_offset is not None and copy_offset >= 0 and view.offset is not None:
@@ -244,6 +246,7 @@ def imagine_split(
     seed: int = 0,
     slot_overlay: bool = False,
     copy_offset: float | None = None,
+    noise_scale: float = 1.0,
     timings: dict[str, float] | None = None,
     on_step: Callable[[int, int], bool] | None = None,
     should_stop: Callable[[], bool] | None = None,
@@ -280,6 +283,7 @@ def imagine_split(
                     cam_to_map[lo:hi].to(dev), sampler_steps=sampler_steps, seed=seed,
                     path_ids=torch.arange(lo, hi, device=dev), sampler=r.sampler,
                     slot_overlay=slot_overlay, copy_offset=copy_offset,
+                    noise_scale=noise_scale,
                     timings=timings if i == 0 else None,
                     on_step=first_on_step if i == 0 else None, should_stop=stopping)
         except BaseException as exc:  # noqa: BLE001 (re-raised on the caller's thread)

@@ -133,6 +133,7 @@ DEFAULTS: dict[str, object] = {
     "split_gpus": True,
     "min_paths_per_gpu": 512,
     "sampler_steps": 2,
+    "noise_scale": 1.0,
     "seed": 0,
     "step_length": 0.25,
     "step_angle": 0.35,
@@ -176,6 +177,9 @@ DESCRIPTIONS: dict[str, str] = {
     "min_paths_per_gpu": "fewest paths a GPU takes when a goal is split (smaller goals stay on "
                          "one GPU)",
     "sampler_steps": "flow-sampler steps per imagined frame (1-4; more is slower, sharper)",
+    "noise_scale": "scale of the flow sampler's starting noise, 0-1: 1 samples the model's "
+                   "distribution of next frames, lower values frames nearer its centre (closer "
+                   "to the truth on average, less varied)",
     "seed": "imagination noise seed; the same goal on the same memory gives the same answer",
     "step_length": "metres of path between two imagined steps",
     "step_angle": "radians of turning on the spot that count as one imagined step",
@@ -391,6 +395,7 @@ class MirageNode(Node):
                              EngineConfig(step_length=float(values["step_length"]),
                                           step_angle=float(values["step_angle"]),
                                           sampler_steps=int(values["sampler_steps"]),
+                                          noise_scale=float(values["noise_scale"]),
                                           robot_radius=float(values["robot_radius"]),
                                           seed=int(values["seed"]),
                                           precision=str(values["precision"]),
@@ -1057,7 +1062,7 @@ _READ_ONLY = {"map_frame",
               "min_paths_per_gpu", "memory.voxel_size", "memory.capacity", "memory.keyframes",
               "critics",
               "camera_to_base", "sync_tolerance", "depth_timeout", "memory_cloud_period",
-              "plan_preview_period", "load_memory_at_start", "sampler_steps", "seed",
+              "plan_preview_period", "load_memory_at_start", "sampler_steps", "noise_scale", "seed",
               "step_length", "step_angle", "robot_radius"}
 
 
@@ -1118,6 +1123,9 @@ def _check_parameters(values: dict[str, object]) -> str | None:
     kf = values["memory.keyframes"]
     if isinstance(kf, bool) or not isinstance(kf, int) or kf < 0:
         return f"memory.keyframes must be an integer >= 0, got {kf!r}"
+    ns = values["noise_scale"]
+    if not isinstance(ns, float) or not 0.0 <= ns <= 1.0:
+        return f"noise_scale must be a float in [0, 1], got {ns!r}"
     tol = values["quaternion_tolerance"]
     if not isinstance(tol, float) or not 0.0 < tol < 1.0:
         return f"quaternion_tolerance must be in (0, 1), got {tol!r}"

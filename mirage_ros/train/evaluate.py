@@ -124,7 +124,8 @@ def _bank(frames: Frames, latents: torch.Tensor, e: int, upto: int,
 def evaluate_rollouts(model: WorldModel, frames: Frames, latents: torch.Tensor, cases: int,
                       sampler_steps: int, tally: Tally, png_dir: Path | None,
                       seed: int = 0, precision: str = "auto",
-                      memory_options: dict | None = None, copy_offset: float = 0.02) -> None:
+                      memory_options: dict | None = None,
+                      engine_options: dict | None = None) -> None:
     n, t = frames.shape
     horizon = max(STEPS_REPORTED)
     down = model.downsampling
@@ -138,7 +139,7 @@ def evaluate_rollouts(model: WorldModel, frames: Frames, latents: torch.Tensor, 
         # The engine's imagination loop, exactly as the node runs it, along the true path.
         engine = RolloutEngine(model, bank, np.eye(4), [],
                                EngineConfig(sampler_steps=sampler_steps, precision=precision,
-                                            copy_offset=copy_offset))
+                                            **(engine_options or {})))
         cams = torch.from_numpy(frames.cam_to_map[e, start:start + horizon + 1])[None]
         imagined = engine.imagine(cams, latents[e, start:start + 1], K, bank,
                                   seed=seed * 100_003 + e)
@@ -168,7 +169,8 @@ def evaluate_rollouts(model: WorldModel, frames: Frames, latents: torch.Tensor, 
 def evaluate_revisits(model: WorldModel, frames: Frames, latents: torch.Tensor, cases: int,
                       sampler_steps: int, tally: Tally, png_dir: Path | None,
                       min_gap: int = 20, seed: int = 1, precision: str = "auto",
-                      memory_options: dict | None = None, copy_offset: float = 0.02) -> int:
+                      memory_options: dict | None = None,
+                      engine_options: dict | None = None) -> int:
     """Returns how many revisit cases were found."""
     n, t = frames.shape
     down = model.downsampling
@@ -188,7 +190,7 @@ def evaluate_revisits(model: WorldModel, frames: Frames, latents: torch.Tensor, 
         view = bank.read(pose, K, (h, w))
         engine = RolloutEngine(model, bank, np.eye(4), [],
                                EngineConfig(sampler_steps=sampler_steps, precision=precision,
-                                            copy_offset=copy_offset))
+                                            **(engine_options or {})))
         cams = torch.from_numpy(frames.cam_to_map[e, [now, then]])[None]
         z = engine.imagine(cams, latents[e, now:now + 1], K, bank,
                            seed=seed * 100_003 + e).latents[:, 0]
@@ -272,6 +274,8 @@ def main(argv: list[str] | None = None) -> int:
                         "default: the memory's")
     p.add_argument("--copy-offset", type=float, default=EngineConfig.copy_offset,
                    help="see EngineConfig.copy_offset; negative: imagine every cell")
+    p.add_argument("--noise-scale", type=float, default=EngineConfig.noise_scale,
+                   help="see EngineConfig.noise_scale")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--json", type=Path, help="also write every pooled metric here")
     args = p.parse_args(argv)
@@ -286,6 +290,8 @@ def main(argv: list[str] | None = None) -> int:
     tally = Tally()
     parts = set(args.parts.split(","))
     mem_opts = {} if args.keyframes is None else {"keyframe_capacity": args.keyframes}
+    engine_opts = {"copy_offset": args.copy_offset, "noise_scale": args.noise_scale}
+    EngineConfig(**engine_opts)  # bad values fail here, before any case runs
     if "ae" in parts:
         evaluate_autoencoder(model, frames, tally)
     if "depth" in parts:
@@ -293,12 +299,12 @@ def main(argv: list[str] | None = None) -> int:
     if "rollout" in parts:
         evaluate_rollouts(model, frames, latents, args.cases, args.steps, tally, args.png_dir,
                           precision=args.precision, memory_options=mem_opts,
-                          copy_offset=args.copy_offset)
+                          engine_options=engine_opts)
     revisits = 0
     if "revisit" in parts:
         revisits = evaluate_revisits(model, frames, latents, args.cases, args.steps, tally,
                                      args.png_dir, precision=args.precision,
-                                     memory_options=mem_opts, copy_offset=args.copy_offset)
+                                     memory_options=mem_opts, engine_options=engine_opts)
     print(f"model: {model.notes}")
     print(f"{args.split} split: {frames.shape[0]} episodes x {frames.shape[1]} frames, "
           f"sampler steps {args.steps}, precision {args.precision}, device {device}, "
@@ -309,7 +315,7 @@ def main(argv: list[str] | None = None) -> int:
         summary.update(cases=min(args.cases, frames.shape[0]), revisits=revisits,
                        episodes=frames.shape[0], data=str(args.data), split=args.split,
                        checkpoint=args.checkpoint or "shipped", notes=model.notes,
-                       keyframes=args.keyframes, copy_offset=args.copy_offset)
+                       keyframes=args.keyframes, **engine_opts)
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(summary, indent=1) + "\n")
     return 0
