@@ -242,3 +242,43 @@ def test_critic_parameters_reach_the_planners_critics_and_bad_ones_are_refused(m
     with pytest.raises(SystemExit):
         nav.main(["--critic-param", "clearance=0.1"])
     assert "CRITIC.NAME=VALUE" in capsys.readouterr().err
+
+
+def test_seed_spread_reports_mean_deviation_and_range_per_planner():
+    from mirage_ros.bench import navigation as nav
+
+    def summary(success, collisions, spl):
+        return {"episodes": 72, "success": success, "collisions": collisions, "spl": spl}
+
+    summaries = {0: {"imagination": summary(49, 8, 0.456)},
+                 1: {"imagination": summary(37, 19, 0.369)},
+                 2: {"imagination": summary(39, 20, 0.398)}}
+    row = nav.seed_spread(summaries, ["imagination"])["imagination"]
+    assert row["episodes"] == 72
+    assert row["success"]["values"] == [49, 37, 39]
+    assert row["success"]["mean"] == pytest.approx(125 / 3)
+    assert row["success"]["sd"] == pytest.approx(np.std([49, 37, 39], ddof=1))
+    assert (row["collisions"]["min"], row["collisions"]["max"]) == (8, 20)
+    line = nav.seed_line("imagination", row)
+    assert line.startswith("imagination: success 41.7 +- 6.4 [37.0, 49.0] of 72, collisions")
+    one = nav.seed_spread({5: summaries[0]}, ["imagination"])["imagination"]
+    assert one["success"]["sd"] == 0.0
+
+
+def test_the_cli_runs_each_seed_and_ends_with_the_spread(tmp_path):
+    cmd = [sys.executable, "-m", "mirage_ros.bench.navigation", "--episodes", "1",
+           "--planners", "memory", "--scenes", "procedural:7", "--goals", "pose",
+           "--tour-frames", "16", "--seeds", "0,3", "--out", str(tmp_path)]
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=REPO)
+    assert run.returncode == 0, run.stderr[-3000:]
+    last = run.stdout.strip().splitlines()[-1]
+    assert re.fullmatch(r"memory: success [01]\.0 \+- 0\.0 \[[01]\.0, [01]\.0\] of 1, "
+                        r"collisions .* SPL .*", last), last
+    spread = json.loads((tmp_path / "seeds.json").read_text())
+    assert spread["seeds"] == [0, 3]
+    for seed in (0, 3):
+        record = json.loads((tmp_path / f"seed-{seed}" / "results.json").read_text())
+        assert record["settings"]["engine_options"]["seed"] == seed
+    bad = subprocess.run(cmd[:-4] + ["--seeds", "1,1"], capture_output=True, text=True,
+                         timeout=300, cwd=REPO)
+    assert bad.returncode == 2 and "--seeds must list distinct integers" in bad.stderr

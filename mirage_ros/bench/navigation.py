@@ -4,7 +4,7 @@
         [--planners geometry,memory,imagination,oracle] [--goals pose,image-seen,image-unseen]
         [--scenes procedural:7,...,pillar_corridor,...]
         [--mjcf FILE [--start x,y,yaw]] [--device cpu] [--workers K] [--out DIR]
-        [--offline-cases K]
+        [--seeds 0,1,2,3] [--noise-scale S] [--offline-cases K]
     python -m mirage_ros.bench.navigation --report DIR/results.json
 
 An episode: the robot drives a short look-around tour of a scene (``--tour-frames`` frames, 0.5 s
@@ -45,6 +45,13 @@ obstacle (below the clearance critic's min_height), a thin one (smaller than a m
 1 m) or another. ``--offline-cases`` adds Navigation World Models' offline protocol (see
 ``offline_protocol``). The output ends with one line per planner:
 ``<planner>: success <s>/<n>, collisions <c>/<n>, SPL <spl>``.
+
+Seeds. The imagination is a sample, and a closed loop amplifies it: one different imagined
+frame changes a decision, and the episode goes elsewhere. With the same weights, success on
+the 72 episodes below ranged over 37-49 across four noise seeds (BENCHMARKS.md), more than any
+difference between two models measured on one seed. ``--seeds`` runs every episode once per
+seed (results per seed in ``DIR/seed-<s>/``) and ends with the spread over seeds per planner
+(``DIR/seeds.json``): compare models on that, not on one draw.
 Scenes: held-out procedural seeds (``train.episodes.split_of_seed`` gives 'test') and the
 hand-built MJCF scenes in ``mirage_ros/bench/scenes`` that no training script reads.
 """
@@ -356,9 +363,11 @@ def plan_episodes(n: int, scenes: Sequence[str], kinds: Sequence[str], tour_fram
 
 
 def make_engine(planner: str, model: WorldModel, rig: CameraRig,
-                critic_params: dict[str, dict] | None = None) -> RolloutEngine:
+                critic_params: dict[str, dict] | None = None,
+                engine_options: dict | None = None) -> RolloutEngine:
     """The engine of ``planner``; ``critic_params`` maps a critic name to parameters that
-    replace its defaults (``--critic-param``), for the planners that run that critic."""
+    replace its defaults (``--critic-param``), for the planners that run that critic;
+    ``engine_options``, ``EngineConfig`` fields that replace theirs (``--noise-scale``)."""
     critics = GEOMETRY_CRITICS if planner == "geometry" else VISION_CRITICS
     params = critic_params or {}
     mode = "memory" if planner == "memory" else "diffusion"
@@ -366,7 +375,8 @@ def make_engine(planner: str, model: WorldModel, rig: CameraRig,
     return RolloutEngine(model, LatentMemory(channels=model.latent_channels, device=device),
                          rig.cam_to_base,
                          [(make_critic(n, params.get(n)), w) for n, w in critics],
-                         EngineConfig(imagination=mode, robot_radius=ROBOT_RADIUS))
+                         EngineConfig(imagination=mode, robot_radius=ROBOT_RADIUS,
+                                      **(engine_options or {})))
 
 
 @torch.no_grad()
@@ -479,14 +489,15 @@ def _clearance_rho(critic, batch, truth) -> float:
 
 
 def run_episode(episode: Episode, planner: str, model: WorldModel,
-                critic_params: dict[str, dict] | None = None) -> Result:
+                critic_params: dict[str, dict] | None = None,
+                engine_options: dict | None = None) -> Result:
     from mirage_ros.sim.render import Renderer
     from mirage_ros.sim.robot import SimRobot
     from mirage_ros.sim.truth import fan_truth
 
     scene = load(episode.scene)
     rig = CameraRig.create()
-    engine = make_engine(planner, model, rig, critic_params)
+    engine = make_engine(planner, model, rig, critic_params, engine_options)
     clearance = next((c for c, _ in engine.critics if c.name == "clearance"), None)
     if engine.device.type == "cuda" and planner == "imagination":
         # Capture the CUDA graphs of both fan sizes now, not inside a timed decision.
@@ -873,15 +884,17 @@ def _worker_init(device: str, checkpoint: str | None, threads: int) -> None:
 _MODEL: WorldModel | None = None
 
 
-def _run(job: tuple[Episode, str, dict]) -> Result:
-    episode, planner, critic_params = job
-    return run_episode(episode, planner, _MODEL, critic_params)
+def _run(job: tuple[Episode, str, dict, dict]) -> Result:
+    episode, planner, critic_params, engine_options = job
+    return run_episode(episode, planner, _MODEL, critic_params, engine_options)
 
 
 def run_all(episodes: Sequence[Episode], planners: Sequence[str], device: str,
             checkpoint: str | None, workers: int, log=print,
-            critic_params: dict[str, dict] | None = None) -> list[Result]:
-    jobs = [(e, p, critic_params or {}) for p in planners for e in episodes]
+            critic_params: dict[str, dict] | None = None,
+            engine_options: dict | None = None) -> list[Result]:
+    jobs = [(e, p, critic_params or {}, engine_options or {}) for p in planners
+            for e in episodes]
     results = []
 
     def log_result(r: Result) -> None:
@@ -942,6 +955,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--critic-param", action="append", default=[], metavar="CRITIC.NAME=VALUE",
                    help="replace a critic parameter's default, e.g. clearance.min_height=0.05 "
                    "(repeatable)")
+    p.add_argument("--noise-scale", type=float, default=EngineConfig.noise_scale,
+                   help="the flow sampler's starting noise scale (EngineConfig.noise_scale)")
+    p.add_argument("--seeds", default=str(EngineConfig.seed),
+                   help="comma-separated imagination noise seeds (EngineConfig.seed): every "
+                   "episode runs once per seed, and the spread over seeds is reported (one "
+                   "seed's success count can move by 10 of 72 episodes with the seed alone)")
     p.add_argument("--offline-cases", type=int, default=0,
                    help="also run Navigation World Models' offline protocol on this many "
                    "held-out tours (start frame, goal image 4-8 frames ahead)")
@@ -978,6 +997,14 @@ def main(argv: list[str] | None = None) -> int:
             make_critic(name, params)
     except ValueError as err:
         p.error(str(err))
+    try:
+        seeds = [int(v) for v in args.seeds.split(",") if v.strip()]
+        if not seeds or len(set(seeds)) != len(seeds):
+            raise ValueError(f"--seeds must list distinct integers, got {args.seeds!r}")
+        for seed in seeds:
+            EngineConfig(noise_scale=args.noise_scale, seed=seed)
+    except ValueError as err:
+        p.error(str(err))
     scenes = scene_names(args.scenes, args.mjcf)
     for name in scenes:
         load(name)  # a bad scene fails here, before any episode runs
@@ -985,28 +1012,79 @@ def main(argv: list[str] | None = None) -> int:
     episodes = plan_episodes(args.episodes, scenes, kinds, args.tour_frames, start)
     print(f"{len(episodes)} episodes over {len(scenes)} scenes planned in "
           f"{time.perf_counter() - t0:.1f} s", flush=True)
-    results = run_all(episodes, planners, args.device, args.checkpoint, args.workers,
-                      log=lambda line: print(line, flush=True), critic_params=critic_params)
+    per_seed = {}
+    for seed in seeds:
+        if len(seeds) > 1:
+            print(f"seed {seed}:", flush=True)
+        engine_options = {"noise_scale": args.noise_scale, "seed": seed}
+        per_seed[seed] = run_all(episodes, planners, args.device, args.checkpoint,
+                                 args.workers, log=lambda line: print(line, flush=True),
+                                 critic_params=critic_params, engine_options=engine_options)
     offline = None
     if args.offline_cases > 0:
         model = WorldModel.load(args.checkpoint, args.device) if args.checkpoint \
             else WorldModel.default(args.device)
         offline = offline_protocol(args.offline_cases, scenes, model,
                                    log=lambda line: print(line, flush=True))
-    settings = {"fan": FAN, "horizon": HORIZON, "replan": REPLAN, "robot_radius": ROBOT_RADIUS,
-                "tour_frames": args.tour_frames, "device": args.device, "goals": kinds,
-                "planners": planners, "critic_params": critic_params,
-                "command": " ".join(sys.argv)}
-    report(episodes, results, planners, kinds, offline, settings,
-           Path(args.out) if args.out else None)
+    out = Path(args.out) if args.out else None
+    summaries = {}
+    for seed, results in per_seed.items():
+        settings = {"fan": FAN, "horizon": HORIZON, "replan": REPLAN,
+                    "robot_radius": ROBOT_RADIUS, "tour_frames": args.tour_frames,
+                    "device": args.device, "goals": kinds, "planners": planners,
+                    "critic_params": critic_params,
+                    "engine_options": {"noise_scale": args.noise_scale, "seed": seed},
+                    "command": " ".join(sys.argv)}
+        if len(seeds) > 1:
+            print(f"\n=== seed {seed}")
+        summaries[seed] = report(episodes, results, planners, kinds, offline, settings,
+                                 None if out is None or len(seeds) == 1
+                                 else out / f"seed-{seed}")
+    if len(seeds) > 1:
+        spread = seed_spread(summaries, planners)
+        print(f"\nover seeds {', '.join(map(str, seeds))} (mean +- standard deviation "
+              "[lowest, highest]):")
+        for pl in planners:
+            print(seed_line(pl, spread[pl]))
+        if out is not None:
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "seeds.json").write_text(json.dumps(
+                {"seeds": seeds, "spread": spread, "command": " ".join(sys.argv)}, indent=1))
     return 0
+
+
+def seed_spread(summaries: dict[int, dict[str, dict]], planners: Sequence[str]) -> dict:
+    """Per planner, the spread over seeds (``summaries``: seed -> planner -> ``summarize``
+    of that seed's run) of success and collision counts and SPL: mean, standard deviation
+    (0 for one seed), lowest and highest, and the per-seed values in seed order."""
+    out = {}
+    for pl in planners:
+        row = {"episodes": next(iter(summaries.values()))[pl]["episodes"]}
+        for key in ("success", "collisions", "spl"):
+            v = np.array([summaries[s][pl][key] for s in summaries], dtype=np.float64)
+            row[key] = {"mean": float(v.mean()),
+                        "sd": float(v.std(ddof=1)) if len(v) > 1 else 0.0,
+                        "min": float(v.min()), "max": float(v.max()), "values": v.tolist()}
+        out[pl] = row
+    return out
+
+
+def seed_line(planner: str, row: dict) -> str:
+    def f(key: str, fmt: str) -> str:
+        r = row[key]
+        return (f"{r['mean']:{fmt}} +- {r['sd']:{fmt}} [{r['min']:{fmt}}, "
+                f"{r['max']:{fmt}}]")
+    n = row["episodes"]
+    return (f"{planner}: success {f('success', '.1f')} of {n}, collisions "
+            f"{f('collisions', '.1f')} of {n}, SPL {f('spl', '.3f')}")
 
 
 def report(episodes: Sequence[Episode], results: Sequence[Result], planners: Sequence[str],
            kinds: Sequence[str], offline: dict | None, settings: dict,
-           out: Path | None) -> None:
+           out: Path | None) -> dict[str, dict]:
     """Print the tables (per scene style and goal kind, then all episodes with intervals, then
-    one line per planner) and, with ``out``, write results.json and one PNG per planner."""
+    one line per planner) and, with ``out``, write results.json and one PNG per planner.
+    Returns each planner's ``summarize``."""
     summaries = {pl: summarize([r for r in results if r.planner == pl]) for pl in planners}
     groups = {}
     for style in ("procedural", "hand-built"):
@@ -1049,6 +1127,7 @@ def report(episodes: Sequence[Episode], results: Sequence[Result], planners: Seq
     print()
     for pl in planners:
         print(summary_line(pl, summaries[pl]))
+    return summaries
 
 
 def report_file(path: Path) -> int:
