@@ -1038,7 +1038,7 @@ def main(argv: list[str] | None = None) -> int:
         if len(seeds) > 1:
             print(f"\n=== seed {seed}")
         summaries[seed] = report(episodes, results, planners, kinds, offline, settings,
-                                 None if out is None or len(seeds) == 1
+                                 out if out is None or len(seeds) == 1
                                  else out / f"seed-{seed}")
     if len(seeds) > 1:
         spread = seed_spread(summaries, planners)
