@@ -1062,8 +1062,8 @@ _READ_ONLY = {"map_frame",
               "min_paths_per_gpu", "memory.voxel_size", "memory.capacity", "memory.keyframes",
               "critics",
               "camera_to_base", "sync_tolerance", "depth_timeout", "memory_cloud_period",
-              "plan_preview_period", "load_memory_at_start", "sampler_steps", "noise_scale", "seed",
-              "step_length", "step_angle", "robot_radius"}
+              "plan_preview_period", "load_memory_at_start", "sampler_steps", "noise_scale",
+              "seed", "step_length", "step_angle", "robot_radius"}
 
 
 def _rgb8(chw: torch.Tensor) -> np.ndarray:
