@@ -184,3 +184,73 @@ def test_a_dit_grown_with_the_trust_channel_predicts_what_it_did_until_trained()
         m.dit.embed.weight[:, -1].fill_(0.5)
     moved = m.imagine(grown, steps=2, generator=torch.Generator().manual_seed(3))
     assert not torch.equal(before, moved)
+
+
+def _columned(blocks: int = 1) -> WorldModel:
+    from mirage_ros.model.depth_head import with_column_attention
+
+    m = tiny()
+    with torch.no_grad():  # a trained-looking head, so that "unchanged" means something
+        for p in m.depth_head.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    grown = with_column_attention(m.depth_head, blocks).eval()
+    return m, grown
+
+
+def test_a_depth_head_grown_with_column_attention_predicts_what_it_did_until_trained():
+    m, grown = _columned()
+    z = torch.randn(3, 4, 16, 16)
+    with torch.no_grad():
+        a_cell, a_pix = m.depth_head(z, pixels=True)
+        b_cell, b_pix = grown(z, pixels=True)
+    assert torch.equal(a_cell, b_cell) and torch.equal(a_pix, b_pix)
+    assert grown.cfg.column_attention == 1 and len(grown.trunk) == len(m.depth_head.trunk) + 1
+    with pytest.raises(ValueError, match="drop column-attention"):
+        from mirage_ros.model.depth_head import with_column_attention
+        with_column_attention(with_column_attention(m.depth_head, 2), 1)
+
+
+def test_column_attention_mixes_cells_of_one_column_only_at_any_height():
+    from mirage_ros.model.depth_head import ColumnAttention
+
+    torch.manual_seed(3)
+    block = ColumnAttention(8, heads=2, span=4).eval()
+    block.norm = torch.nn.Identity()  # the group norm alone couples columns, through its stats
+    with torch.no_grad():
+        block.out.weight.normal_()
+        block.offset_bias.normal_()
+        for h in (8, 16, 11):  # offsets past the span share its last bias
+            x = torch.randn(2, 8, h, 6)
+            y = block(x)
+            x2 = x.clone()
+            x2[:, :, 1, 3] += 1.0
+            changed = (block(x2) - y).abs().sum(dim=(0, 1, 2)) > 0
+            assert changed.tolist() == [False, False, False, True, False, False]
+
+
+def test_a_column_attention_head_round_trips_through_a_checkpoint(tmp_path):
+    m, grown = _columned()
+    with torch.no_grad():
+        grown.trunk[-1].out.weight.normal_()
+    m.depth_head = grown
+    m.save(tmp_path / "m.safetensors")
+    back = WorldModel.load(tmp_path / "m.safetensors")
+    assert back.depth_head.cfg.column_attention == 1
+    z = torch.randn(2, 4, 16, 16)
+    with torch.no_grad():
+        half = grown.half().float()  # the file is fp16
+        assert torch.equal(back.depth_head(z)[0], half(z)[0])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_column_attention_on_cuda_in_bf16_matches_the_cpu():
+    m, grown = _columned()
+    with torch.no_grad():
+        grown.trunk[-1].out.weight.normal_(std=0.05)
+        grown.trunk[-1].offset_bias.normal_()
+        z = torch.randn(4, 4, 16, 16)
+        ref = grown(z)[0]
+        gpu = grown.cuda()
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            out = gpu(z.cuda())[0].float().cpu()
+    assert ((out - ref).abs() / ref).max() < 0.05

@@ -142,3 +142,34 @@ def test_a_depth_head_grows_floor_geometry_inputs_and_is_evaluated(data, tmp_pat
                    str(tmp_path / "geo" / "model.safetensors"), "--parts", "depth",
                    "--device", "cpu"])
     assert "depth head AbsRel" in capsys.readouterr().out
+
+
+def test_a_depth_head_grows_column_attention_and_trains_on_augmented_frames(data, tmp_path):
+    _train(data, tmp_path / "init", "--set", "phases=[ae, depth]")
+    init = WorldModel.load(tmp_path / "init" / "model.safetensors")
+    args = ["--init", str(tmp_path / "init" / "model.safetensors"), "--set", "phases=[depth]",
+            "--set", "depth_column_attention=1", "--set", "depth_augment=1.0"]
+    _train(data, tmp_path / "col", *args)
+    model = WorldModel.load(tmp_path / "col" / "model.safetensors")
+    assert model.depth_head.cfg.column_attention == 1
+    block = model.depth_head.trunk[-1]
+    assert block.out.weight.abs().sum() > 0  # trained away from its zero start
+    # Everything the head had before came along (then trained): same names and shapes.
+    old = init.depth_head.state_dict()
+    new = model.depth_head.state_dict()
+    assert all(new[k].shape == v.shape for k, v in old.items())
+    # The notes of the parts this run left alone stay; the depth head's run is added to them.
+    assert model.notes["config"] == f"{init.notes['config']}; depth head: tiny test run"
+    episodes = model.notes["train_episodes"]
+    assert episodes.startswith(init.notes["train_episodes"] + "; depth head: ")
+    assert model.notes["lineage"].endswith("(depth head only, cpu)")
+    # Augmented batches are drawn from the step generator too: a second run is identical.
+    _train(data, tmp_path / "again", *args)
+    assert all(torch.equal(a, b) for a, b in zip(
+        _weights(tmp_path / "col" / "state.safetensors").values(),
+        _weights(tmp_path / "again" / "state.safetensors").values(), strict=True))
+
+
+def test_depth_augment_is_validated():
+    with pytest.raises(ValueError, match="depth_augment"):
+        TrainConfig.load(None, ["depth_augment=1.5"])

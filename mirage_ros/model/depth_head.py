@@ -28,6 +28,9 @@ class DepthHeadConfig:
     # head that assumes the camera it was trained with, 2 for one told each camera's height
     # and tilt.
     geometry_channels: int = 0
+    # Blocks of attention along image columns after the convolutional trunk (ColumnAttention):
+    # 0 for the plain head.
+    column_attention: int = 0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -37,6 +40,50 @@ class DepthHeadConfig:
         return cls(**{**d, "upsample_widths": tuple(d["upsample_widths"])})
 
 
+class ColumnAttention(nn.Module):
+    """Self-attention within each image column of a feature map, ``[B,C,h,w] -> [B,C,h,w]``.
+
+    Why: a wall, a shelf or a box stands on the floor, and with a level camera its foot lies
+    straight below it in the same image column; the floor's depth there is known from the
+    camera's height and tilt (the geometry channels). A stack of 3x3 convolutions can carry that
+    depth up the column only if it has learnt to for the textures it was trained on; attention
+    lets every cell read the foot of its column directly, however far below and whatever the
+    wall looks like. The bias on each query-key pair depends on their signed row offset only
+    (offsets beyond ``span`` share the last bias), so one block serves any image height.
+
+    The output projection starts at zero: a block added to a trained head leaves its
+    predictions unchanged until training moves it (see ``with_column_attention``).
+    """
+
+    def __init__(self, ch: int, heads: int = 4, span: int = 15) -> None:
+        super().__init__()
+        if ch % heads:
+            raise ValueError(f"{ch} channels do not split into {heads} heads")
+        self.heads, self.span = heads, span
+        self.norm = _norm(ch)
+        self.qkv = nn.Conv2d(ch, 3 * ch, 1)
+        self.out = nn.Conv2d(ch, ch, 1)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+        self.offset_bias = nn.Parameter(torch.zeros(heads, 2 * span + 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        n, d = self.heads, c // self.heads
+        q, k, v = self.qkv(self.norm(x)).chunk(3, dim=1)
+
+        def columns(t: torch.Tensor) -> torch.Tensor:  # [B,C,h,w] -> [B*w, heads, h, d]
+            return t.reshape(b, n, d, h, w).permute(0, 4, 1, 3, 2).reshape(b * w, n, h, d)
+
+        rows = torch.arange(h, device=x.device)
+        offset = (rows[None, :] - rows[:, None]).clamp(-self.span, self.span) + self.span
+        bias = self.offset_bias[:, offset].to(q.dtype)  # [heads, h (query), h (key)]
+        a = nn.functional.scaled_dot_product_attention(columns(q), columns(k), columns(v),
+                                                       attn_mask=bias)
+        a = a.reshape(b, w, n, h, d).permute(0, 2, 4, 3, 1).reshape(b, c, h, w)
+        return x + self.out(a)
+
+
 class LatentDepthHead(nn.Module):
     """forward(z [B,C,h,w] normalised latents, geometry [B,G,h,w] when G > 0)
     -> (depth [B,h,w], depth_pixels [B,8h,8w])."""
@@ -44,9 +91,12 @@ class LatentDepthHead(nn.Module):
     def __init__(self, cfg: DepthHeadConfig | None = None) -> None:
         super().__init__()
         self.cfg = cfg = cfg or DepthHeadConfig()
+        if cfg.column_attention < 0:
+            raise ValueError(f"column_attention must be >= 0, got {cfg.column_attention}")
         self.trunk = nn.Sequential(
             nn.Conv2d(cfg.latent_channels + cfg.geometry_channels, cfg.width, 3, padding=1),
             *[ResBlock(cfg.width) for _ in range(cfg.blocks)],
+            *[ColumnAttention(cfg.width) for _ in range(cfg.column_attention)],
         )
         self.cell_out = nn.Sequential(_norm(cfg.width), nn.SiLU(), nn.Conv2d(cfg.width, 1, 1))
         layers: list[nn.Module] = []
@@ -113,3 +163,20 @@ def with_geometry(head: LatentDepthHead, channels: int) -> LatentDepthHead:
     state["trunk.0.weight"] = grown
     new.load_state_dict(state)
     return new.to(w.device)
+
+
+@torch.no_grad()
+def with_column_attention(head: LatentDepthHead, blocks: int) -> LatentDepthHead:
+    """A copy of ``head`` with ``blocks`` column-attention blocks, the new ones appended after
+    the trained ones with zero output projections: it predicts exactly what ``head`` did until
+    training teaches it to use them."""
+    old = head.cfg
+    if blocks < old.column_attention:
+        raise ValueError("a depth head cannot drop column-attention blocks it was trained with")
+    new = LatentDepthHead(DepthHeadConfig(**{**old.to_dict(), "column_attention": blocks}))
+    missing, unexpected = new.load_state_dict(head.state_dict(), strict=False)
+    fresh = {f"trunk.{1 + old.blocks + i}." for i in range(old.column_attention, blocks)}
+    if unexpected or any(not any(k.startswith(f) for f in fresh) for k in missing):
+        raise ValueError(f"depth head weights do not fit: missing {missing}, "
+                         f"unexpected {unexpected}")
+    return new.to(next(head.parameters()).device)

@@ -53,7 +53,7 @@ from mirage_ros.memory import LatentMemory, MemoryView, keyframes, reduce_depth
 from mirage_ros.memory.camera import rows_map_to_cam
 from mirage_ros.model import WorldModel
 from mirage_ros.model.autoencoder import AutoencoderConfig, reconstruction_loss
-from mirage_ros.model.depth_head import DepthHeadConfig, with_geometry
+from mirage_ros.model.depth_head import DepthHeadConfig, with_column_attention, with_geometry
 from mirage_ros.model.dit import DiTConfig, with_memory_trust
 from mirage_ros.model.flow import sample_t
 from mirage_ros.model.world_model import relative_rays
@@ -81,6 +81,14 @@ class TrainConfig:
     # head serve cameras of any height and pitch; an --init head with fewer is grown (its new
     # inputs start at zero weight). None: the head's own.
     depth_geometry_channels: int | None = None
+    # Column-attention blocks of the depth head (model.depth_head.ColumnAttention): an --init
+    # head with fewer is grown (the new blocks start as identities). None: the head's own.
+    depth_column_attention: int | None = None
+    # Photometric augmentation of the depth head's examples, 0 (off) to 1: each image gets a
+    # random brightness, colour balance, contrast and gamma and is mirrored half the time, then
+    # is encoded afresh, so the head cannot read depth off how bright or tinted a surface is
+    # (the procedural scenes tie those to distance in ways other buildings do not).
+    depth_augment: float = 0.0
     # The DiT's trust channel (model.dit): an --init DiT without it is grown (zero weights).
     memory_trust: bool = False
     ae_steps: int = 6000
@@ -136,6 +144,10 @@ class TrainConfig:
             raise ValueError(f"precision must be bf16 or fp32, got {self.precision!r}")
         if self.grad_accum < 1 or self.rollout_steps < 1 or self.rollout_sampler_steps < 1:
             raise ValueError("grad_accum, rollout_steps and rollout_sampler_steps must be >= 1")
+        if not 0.0 <= self.depth_augment <= 1.0:
+            raise ValueError(f"depth_augment must be in [0, 1], got {self.depth_augment}")
+        if self.depth_column_attention is not None and self.depth_column_attention < 0:
+            raise ValueError("depth_column_attention must be >= 0")
         if not self.lags or min(self.lags) < 0:
             raise ValueError(f"lags must be non-negative frame counts, got {self.lags}")
 
@@ -525,13 +537,43 @@ class Trainer:
         for k, sl in enumerate(parts):
             i = idx[sl]
             geometry = None if self.geometry is None else self.geometry[i]
+            z, cell_gt, pix_gt = self.z_all[i], self.cell_gt[i], self.pix_gt[i]
+            if cfg.depth_augment > 0:
+                z, cell_gt, pix_gt, geometry = self._augmented(i, cell_gt, pix_gt, geometry, gen)
             with self._sync(wrapped, k, len(parts)), self._amp():
-                cell, pix = wrapped(self.model.normalize(self.z_all[i]), True, geometry)
-                loss = _log_l1(cell.float(), self.cell_gt[i]) + _log_l1(pix.float(),
-                                                                        self.pix_gt[i])
+                cell, pix = wrapped(self.model.normalize(z), True, geometry)
+                loss = _log_l1(cell.float(), cell_gt) + _log_l1(pix.float(), pix_gt)
                 (loss / len(parts)).backward()
             losses.append(loss.item())
         return float(np.mean(losses))
+
+    @torch.no_grad()
+    def _augmented(self, i: torch.Tensor, cell_gt: torch.Tensor, pix_gt: torch.Tensor,
+                   geometry: torch.Tensor | None, gen: torch.Generator):
+        """Frames ``i`` recoloured and half of them mirrored (see ``depth_augment``), encoded
+        afresh: (raw latents, cell depth, pixel depth, geometry), all mirrored alike. Mirroring
+        the geometry channels gives exactly the floor of the mirrored camera."""
+        s, dev = self.cfg.depth_augment, self.proc.device
+        x = _images(self.frames, i)
+        b = x.shape[0]
+
+        def log_uniform(scale: float, *shape: int) -> torch.Tensor:
+            return torch.exp(scale * s * (2 * torch.rand(b, *shape, device=dev, generator=gen)
+                                          - 1))
+
+        gain = log_uniform(0.5, 1, 1, 1) * log_uniform(0.15, 3, 1, 1)
+        contrast, gamma = log_uniform(0.3, 1, 1, 1), log_uniform(0.3, 1, 1, 1)
+        mean = x.mean(dim=(1, 2, 3), keepdim=True)
+        x = ((x - mean) * contrast + mean).clamp(0, 1).pow(gamma) * gain
+        flip = torch.rand(b, device=dev, generator=gen) < 0.5
+
+        def mirrored(t: torch.Tensor) -> torch.Tensor:
+            f = flip.view(-1, *[1] * (t.ndim - 1))
+            return torch.where(f, t.flip(-1), t)
+
+        z = self.model.autoencoder.encode(mirrored(x.clamp(0, 1))).float()
+        return (z, mirrored(cell_gt), mirrored(pix_gt),
+                None if geometry is None else mirrored(geometry))
 
     def dit_loss(self, gen: torch.Generator, wrapped: nn.Module) -> float:
         """A rollout of ``rollout_steps`` frames per example; see the module docstring."""
@@ -706,6 +748,9 @@ def _grown(model: WorldModel, cfg: TrainConfig) -> WorldModel:
     grow = cfg.depth_geometry_channels
     if grow is not None and grow != model.depth_head.cfg.geometry_channels:
         model.depth_head = with_geometry(model.depth_head, grow)
+    blocks = cfg.depth_column_attention
+    if blocks is not None and blocks != model.depth_head.cfg.column_attention:
+        model.depth_head = with_column_attention(model.depth_head, blocks)
     if cfg.memory_trust and not model.dit.cfg.memory_trust:
         model.dit = with_memory_trust(model.dit)
     return model
@@ -786,13 +831,25 @@ def _run(args, cfg: TrainConfig, proc: Dist) -> int:
     notes = trainer.state["notes"]
     notes["trained"] = "yes" if set(PHASES) <= set(trainer.state["done"]) | _done(notes) \
         else "partial"
-    notes["train_episodes"] = str(frames.shape[0])
-    notes["train_frames"] = str(frames.shape[0] * frames.shape[1])
-    notes["device"] = (f"{proc.world} x {torch.cuda.get_device_name()}"
-                       if proc.device.type == "cuda" else "cpu")
-    notes["config"] = cfg.description or str(args.config)
-    if cfg.data_description:
-        notes["data"] = cfg.data_description
+    run = {
+        "train_episodes": str(frames.shape[0]),
+        "train_frames": str(frames.shape[0] * frames.shape[1]),
+        "device": (f"{proc.world} x {torch.cuda.get_device_name()}"
+                   if proc.device.type == "cuda" else "cpu"),
+        "config": cfg.description or str(args.config),
+        "data": cfg.data_description,
+    }
+    # A run that trains some parts of an --init model describes those parts only: the notes
+    # of the parts it left alone (their data, config, device) stay true and are kept.
+    parts = ", ".join(_PART_NAMES[p] for p in cfg.phases)
+    partial = bool(args.init) and set(cfg.phases) != set(PHASES) and "config" in notes
+    for key, value in run.items():
+        if value:
+            notes[key] = f"{notes[key]}; {parts}: {value}" if partial and notes.get(key) \
+                else value
+    if partial:
+        step = f"{args.config} ({parts} only, {run['device']})"
+        notes["lineage"] = f"{notes['lineage']} -> {step}" if notes.get("lineage") else step
     key = "seconds_" + "_".join(cfg.phases)
     notes[key] = str(int(notes.get(key, 0)) + round(time.monotonic() - started))
     model.notes = notes
@@ -802,6 +859,9 @@ def _run(args, cfg: TrainConfig, proc: Dist) -> int:
                    f"{cfg.description or args.config}: {proc.world} process(es)")
         trainer.log(f"saved {out / 'model.safetensors'}")
     return 0
+
+
+_PART_NAMES = {"ae": "autoencoder", "depth": "depth head", "dit": "DiT"}
 
 
 def _done(notes: dict[str, str]) -> set[str]:
