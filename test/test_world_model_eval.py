@@ -42,6 +42,10 @@ def test_evaluation_cli_reproduces_the_table_on_a_held_out_scene(tmp_path, capsy
     memory_only = number(r"memory_only step 1: [^|]*\| ([\d.]+) /")
     # A trained model adds to what the memory alone knows (untrained it would be far below).
     assert imagined > memory_only
+    # The depth the critics score on imagined frames: the head's, and merged with the memory's.
+    head = number(r"imagined step 1: depth AbsRel head / merged[^|]*\| ([\d.]+) /")
+    merged = number(r"imagined step 1: depth AbsRel head / merged[^|]*\| [\d.]+ / ([\d.]+);")
+    assert 0 < head < 0.25 and 0 < merged < 0.25
     assert (tmp_path / "png" / "rollout_case00.png").stat().st_size > 0
 
 

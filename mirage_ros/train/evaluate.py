@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mirage_ros.memory import LatentMemory
+from mirage_ros.memory import LatentMemory, reduce_depth
 from mirage_ros.memory.fill import fill_nearest
 from mirage_ros.model import WorldModel
 from mirage_ros.model.autoencoder import psnr, ssim
@@ -94,15 +94,24 @@ def evaluate_depth(model: WorldModel, frames: Frames, latents: torch.Tensor, tal
     pred = torch.cat([  # chunks keep the depth head's peak memory small
         model.depth(z[i:i + 512], geometry=model.depth_geometry(
             K, poses[i:i + 512], z.shape[-2:]))[0] for i in range(0, len(z), 512)])
+    _tally_depth(tally, "depth_", pred, gt)
+
+
+def _tally_depth(tally: Tally, prefix: str, pred: torch.Tensor, gt: torch.Tensor) -> None:
+    """AbsRel, delta < 1.25, and the share of near obstacle cells placed too far, over the
+    cells with a true depth (gt > 0)."""
     valid = gt > 0
+    if not bool(valid.any()):
+        return
     rel = ((pred - gt).abs() / gt.clamp_min(1e-6))[valid]
     ratio = torch.maximum(pred / gt.clamp_min(1e-6), gt / pred.clamp_min(1e-6))[valid]
-    tally.add("depth_absrel", float(rel.mean()))
-    tally.add("depth_delta1", float((ratio < 1.25).float().mean()))
+    tally.add(f"{prefix}absrel", float(rel.mean()))
+    tally.add(f"{prefix}delta1", float((ratio < 1.25).float().mean()))
     near = valid & (gt < NEAR_OBSTACLE_M)
     if bool(near.any()):
-        tally.add("depth_near_too_far", float((pred[near] > gt[near] + TOO_FAR_M).float().mean()))
-        tally.add("depth_near_cells", float(near.float().mean()))
+        too_far = (pred[near] > gt[near] + TOO_FAR_M).float().mean()
+        tally.add(f"{prefix}near_too_far", float(too_far))
+        tally.add(f"{prefix}near_cells", float(near.float().mean()))
 
 
 @torch.no_grad()
@@ -159,6 +168,12 @@ def evaluate_rollouts(model: WorldModel, frames: Frames, latents: torch.Tensor, 
                 tally.add(f"{name}_{k}_psnr_covered", masked_psnr(img, truth, covered))
                 tally.add(f"{name}_{k}_psnr_uncovered", masked_psnr(img, truth, ~covered))
             tally.add(f"coverage_{k}", float(observed.mask.float().mean()))
+            # The depth the critics score: the head's on the imagined frame, and merged with
+            # the memory's where the read filled the cell (Imagined.merged_depth).
+            gt = reduce_depth(frames.depth[e, i:i + 1].float(), h, w)
+            for name, depth in (("head", imagined.depth[:, k - 1]),
+                                ("merged", imagined.merged_depth()[:, k - 1])):
+                _tally_depth(tally, f"imagined_{k}_{name}_", depth.float(), gt)
             read = model.decode(observed.latent) * covered[:, None]
             strip.append(torch.cat([truth, read, imagined_rgb], dim=2))  # stacked vertically
         if png_dir is not None:
@@ -249,6 +264,11 @@ def format_table(tally: Tally, cases: int, revisits: int) -> str:
                 f"(memory coverage {f(f'coverage_{k}'):.2f}) | "
                 f"{f(f'{name}_{k}_psnr'):.2f} / {f(f'{name}_{k}_psnr_covered'):.2f} / "
                 f"{f(f'{name}_{k}_psnr_uncovered'):.2f} dB, {f(f'{name}_{k}_ssim'):.3f} |")
+        lines.append(
+            f"| imagined step {k}: depth AbsRel head / merged with memory; near cells too far "
+            f"| {f(f'imagined_{k}_head_absrel'):.3f} / {f(f'imagined_{k}_merged_absrel'):.3f}; "
+            f"{f(f'imagined_{k}_head_near_too_far'):.1%} / "
+            f"{f(f'imagined_{k}_merged_near_too_far'):.1%} |")
     lines.append(
         f"| revisit ({revisits} cases, gap {f('revisit_gap'):.0f} frames): imagined / memory-only"
         f" PSNR | {f('revisit_psnr'):.2f} / {f('revisit_memory_only_psnr'):.2f} dB |")
