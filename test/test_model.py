@@ -10,7 +10,12 @@ import torch
 from mirage_ros.geometry import PinholeCamera, planar_pose
 from mirage_ros.model import CheckpointError, WorldModel
 from mirage_ros.model.autoencoder import AutoencoderConfig, psnr, ssim
-from mirage_ros.model.depth_head import DepthHeadConfig
+from mirage_ros.model.depth_head import (
+    ColumnAttention,
+    DepthHeadConfig,
+    LatentDepthHead,
+    with_column_attention,
+)
 from mirage_ros.model.dit import DiTConfig
 from mirage_ros.model.flow import euler_sample, flow_loss
 from mirage_ros.model.world_model import relative_rays
@@ -186,9 +191,8 @@ def test_a_dit_grown_with_the_trust_channel_predicts_what_it_did_until_trained()
     assert not torch.equal(before, moved)
 
 
-def _columned(blocks: int = 1) -> WorldModel:
-    from mirage_ros.model.depth_head import with_column_attention
-
+def _columned(blocks: int = 1) -> tuple[WorldModel, LatentDepthHead]:
+    """A tiny model with a perturbed head, and that head grown by ``blocks`` blocks."""
     m = tiny()
     with torch.no_grad():  # a trained-looking head, so that "unchanged" means something
         for p in m.depth_head.parameters():
@@ -206,13 +210,10 @@ def test_a_depth_head_grown_with_column_attention_predicts_what_it_did_until_tra
     assert torch.equal(a_cell, b_cell) and torch.equal(a_pix, b_pix)
     assert grown.cfg.column_attention == 1 and len(grown.trunk) == len(m.depth_head.trunk) + 1
     with pytest.raises(ValueError, match="drop column-attention"):
-        from mirage_ros.model.depth_head import with_column_attention
         with_column_attention(with_column_attention(m.depth_head, 2), 1)
 
 
 def test_column_attention_mixes_cells_of_one_column_only_at_any_height():
-    from mirage_ros.model.depth_head import ColumnAttention
-
     torch.manual_seed(3)
     block = ColumnAttention(8, heads=2, span=4).eval()
     block.norm = torch.nn.Identity()  # the group norm alone couples columns, through its stats
@@ -230,8 +231,9 @@ def test_column_attention_mixes_cells_of_one_column_only_at_any_height():
 
 def test_a_column_attention_head_round_trips_through_a_checkpoint(tmp_path):
     m, grown = _columned()
-    with torch.no_grad():
-        grown.trunk[-1].out.weight.normal_()
+    with torch.no_grad():  # every parameter of the block away from its initial value
+        for p in grown.trunk[-1].parameters():
+            p.add_(0.1 * torch.randn_like(p))
     m.depth_head = grown
     m.save(tmp_path / "m.safetensors")
     back = WorldModel.load(tmp_path / "m.safetensors")
@@ -240,6 +242,27 @@ def test_a_column_attention_head_round_trips_through_a_checkpoint(tmp_path):
     with torch.no_grad():
         half = grown.half().float()  # the file is fp16
         assert torch.equal(back.depth_head(z)[0], half(z)[0])
+
+
+def test_column_attention_weighs_cells_by_their_signed_row_offset():
+    """With queries and keys zero, a cell's attention over its column is the softmax of the
+    offset biases: below and above are told apart, and offsets past the span share one bias."""
+    h, span = 5, 2
+    block = ColumnAttention(h, heads=1, span=span).eval()
+    block.norm = torch.nn.Identity()
+    bias = torch.tensor([-3.0, 0.0, 1.0, 2.0, 5.0])  # offsets key - query = -2 .. 2
+    with torch.no_grad():
+        block.qkv.weight.zero_()
+        block.qkv.bias.zero_()
+        block.qkv.weight[2 * h:, :, 0, 0] = torch.eye(h)  # v = x; q = k = 0
+        block.out.weight.copy_(torch.eye(h)[:, :, None, None])
+        block.out.bias.zero_()
+        block.offset_bias.copy_(bias[None])
+        x = torch.eye(h).view(1, h, h, 1)  # channel c is 1 at row c: v reads out the key row
+        attention = (block(x) - x)[0, :, :, 0].T  # [query row, key row]
+    for q in range(h):
+        expect = torch.softmax(bias[(torch.arange(h) - q).clamp(-span, span) + span], 0)
+        assert torch.allclose(attention[q], expect, atol=1e-6), q
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")

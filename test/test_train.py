@@ -91,9 +91,19 @@ def test_config_errors_name_the_field(tmp_path):
         TrainConfig.load(None, ["phases=[ae, vae]"])
 
 
-def test_two_processes_compute_the_step_of_one_with_accumulation(data, tmp_path):
+# The depth phase runs with augmentation and a grown column-attention block: its random draws
+# must be the global batch's too, sliced alike on every process.
+PHASE_ARGS = {
+    "dit": ["--set", "phases=[dit]", "--set", "dit_steps=3", "--set", "rollout_steps=2"],
+    "depth": ["--set", "phases=[depth]", "--set", "depth_steps=3", "--set", "depth_augment=1.0",
+              "--set", "depth_column_attention=1"],
+}
+
+
+@pytest.mark.parametrize("phase", ["dit", "depth"])
+def test_two_processes_compute_the_step_of_one_with_accumulation(data, tmp_path, phase):
     """Same global batch: 2 DDP processes x 1 micro-batch == 1 process x 2 micro-batches."""
-    common = ["--set", "phases=[dit]", "--set", "dit_steps=3", "--set", "rollout_steps=2"]
+    common = PHASE_ARGS[phase]
     init = tmp_path / "init"
     _train(data, init, "--set", "phases=[ae]")
     args = ["-m", "mirage_ros.train.world_model", "--config", str(data / "tiny.yaml"),
@@ -108,16 +118,17 @@ def test_two_processes_compute_the_step_of_one_with_accumulation(data, tmp_path)
     a = _weights(tmp_path / "ddp" / "state.safetensors")
     b = _weights(tmp_path / "one" / "state.safetensors")
     start = WorldModel.load(init / "model.safetensors").state_dict()
+    part = {"dit": ".dit.", "depth": ".depth_head."}[phase]
     moved = 0.0
     for name, pa in a.items():
-        if ".dit." not in f".{name}":
+        if part not in f".{name}" or name[6:] not in start:  # new blocks have no start
             continue
         # fp32 weights: equal up to the order of float sums; and the steps did move them.
         assert torch.allclose(pa, b[name], atol=1e-5, rtol=1e-4), name
         moved = max(moved, float((pa - start[name[6:]]).abs().max()))
-    assert moved > 3e-4  # about 3 Adam steps of lr 3e-4
+    assert moved > 3e-4  # about 3 Adam steps of lr 3e-4 (dit) or 4e-4 (depth)
     notes = WorldModel.load(tmp_path / "ddp" / "model.safetensors").notes
-    assert "2 process(es)" in notes["dit_steps_per_s"]
+    assert "2 process(es)" in notes[f"{phase}_steps_per_s"]
 
 
 def test_a_time_budget_fixes_the_step_count_once(data, tmp_path):
@@ -163,13 +174,45 @@ def test_a_depth_head_grows_column_attention_and_trains_on_augmented_frames(data
     episodes = model.notes["train_episodes"]
     assert episodes.startswith(init.notes["train_episodes"] + "; depth head: ")
     assert model.notes["lineage"].endswith("(depth head only, cpu)")
-    # Augmented batches are drawn from the step generator too: a second run is identical.
-    _train(data, tmp_path / "again", *args)
-    assert all(torch.equal(a, b) for a, b in zip(
-        _weights(tmp_path / "col" / "state.safetensors").values(),
-        _weights(tmp_path / "again" / "state.safetensors").values(), strict=True))
+    # Augmented batches come from the step generator, not the global RNG: a run cut after 2
+    # steps and resumed (which does not reseed) ends where the uninterrupted one did.
+    _train(data, tmp_path / "cut", *args, "--stop-after", "2")
+    _train(data, tmp_path / "cut", *args[2:], "--resume")  # the state holds the weights
+    def described(notes: dict) -> dict:  # all but the timings
+        return {k: v for k, v in notes.items() if "per_s" not in k and "seconds" not in k}
+
+    resumed = WorldModel.load(tmp_path / "cut" / "model.safetensors").notes
+    assert described(resumed) == described(model.notes)
+    a, b = (_weights(tmp_path / r / "state.safetensors") for r in ("col", "cut"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_full_run_from_init_describes_itself_alone(data, tmp_path):
+    _train(data, tmp_path / "init", "--set", "phases=[ae]", "--set", "description=first")
+    _train(data, tmp_path / "all", "--init", str(tmp_path / "init" / "model.safetensors"),
+           "--set", "description=second")
+    notes = WorldModel.load(tmp_path / "all" / "model.safetensors").notes
+    assert notes["config"] == "second" and "lineage" not in notes
 
 
 def test_depth_augment_is_validated():
     with pytest.raises(ValueError, match="depth_augment"):
         TrainConfig.load(None, ["depth_augment=1.5"])
+
+
+def test_augmentation_recolours_and_mirrors_images_and_targets_alike():
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(6, 3, 16, 16)
+    cell, pix, geo = torch.rand(6, 2, 2), torch.rand(6, 16, 16), torch.rand(6, 2, 2, 2)
+    draws = train.augment_draws(6, 1.0, torch.device("cpu"), gen)
+    assert 0 < int(draws.flip.sum()) < 6  # this seed mirrors some and keeps some
+    x2, cell2, pix2, geo2 = train.recolour_and_mirror(x, cell, pix, geo, draws)
+    f = draws.flip
+    assert torch.equal(cell2[f], cell[f].flip(-1)) and torch.equal(cell2[~f], cell[~f])
+    assert torch.equal(pix2[f], pix[f].flip(-1)) and torch.equal(geo2[f], geo[f].flip(-1))
+    assert not torch.allclose(x2, x) and x2.min() >= 0 and x2.max() <= 1
+    # Strength 0 leaves colours alone; only the mirror remains.
+    still = train.augment_draws(6, 0.0, torch.device("cpu"), gen)
+    x3, *_ = train.recolour_and_mirror(x, cell, pix, geo, still)
+    expected = torch.where(still.flip.view(-1, 1, 1, 1), x.flip(-1), x)
+    assert torch.allclose(x3, expected, atol=1e-6)

@@ -12,7 +12,10 @@ Measures, on episodes whose scene seeds were never trained on:
   the true (held-out) path, writing each imagined frame into a per-path overlay, and compare the
   decoded frames after 1, 4 and 8 steps with the rendered truth, split into the cells the memory
   covered and those it did not; the same for a memory-only baseline (the memory read with holes
-  filled by the nearest known cell), so the diffusion model's contribution is visible;
+  filled by the nearest known cell), so the diffusion model's contribution is visible; and the
+  depth of each imagined frame against the true depth, the same three figures, for the head on
+  the imagined latent and merged with the memory's depth where the read filled the cell (the
+  depth the critics score, ``Imagined.merged_depth``); these are means over cases;
 - revisit consistency: imagine the view of a place seen 20 or more frames earlier from a memory
   that has moved on, and compare with the real view from then.
 PNG strips (truth / memory read / imagined) are written per case when --png-dir is given.

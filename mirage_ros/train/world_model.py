@@ -39,6 +39,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -84,10 +85,11 @@ class TrainConfig:
     # Column-attention blocks of the depth head (model.depth_head.ColumnAttention): an --init
     # head with fewer is grown (the new blocks start as identities). None: the head's own.
     depth_column_attention: int | None = None
-    # Photometric augmentation of the depth head's examples, 0 (off) to 1: each image gets a
-    # random brightness, colour balance, contrast and gamma and is mirrored half the time, then
-    # is encoded afresh, so the head cannot read depth off how bright or tinted a surface is
-    # (the procedural scenes tie those to distance in ways other buildings do not).
+    # Photometric augmentation of the depth head's examples, 0 (off) to 1 (the ranges of
+    # augment_draws): each image gets a random brightness, colour balance, contrast and gamma,
+    # is mirrored half the time (at any strength above 0), and is encoded afresh, so the head
+    # cannot read depth off how bright or tinted a surface is (the procedural scenes tie those
+    # to distance in ways other buildings do not).
     depth_augment: float = 0.0
     # The DiT's trust channel (model.dit): an --init DiT without it is grown (zero weights).
     memory_trust: bool = False
@@ -497,7 +499,7 @@ class Trainer:
             if stopping and done < steps:
                 self.log(f"[{phase}] stopped after {done} steps; --resume continues")
                 return False
-        key = {"ae": "autoencoder_steps", "depth": "depth_head_steps", "dit": "dit_steps"}[phase]
+        key = _STEPS_NOTE[phase]
         notes = self.state["notes"]
         notes[key] = str(int(notes.get(key, 0)) + steps)
         if paced:
@@ -533,47 +535,26 @@ class Trainer:
         idx = torch.randint(self.z_all.shape[0], (cfg.depth_batch,), device=self.proc.device,
                             generator=gen)
         parts = self.proc.micro(cfg.depth_batch, cfg.grad_accum)
+        # Drawn for the whole global batch, like the indices: every process slices the same draws.
+        draws = (augment_draws(cfg.depth_batch, cfg.depth_augment, self.proc.device, gen)
+                 if cfg.depth_augment > 0 else None)
         losses = []
         for k, sl in enumerate(parts):
             i = idx[sl]
             geometry = None if self.geometry is None else self.geometry[i]
             z, cell_gt, pix_gt = self.z_all[i], self.cell_gt[i], self.pix_gt[i]
-            if cfg.depth_augment > 0:
-                z, cell_gt, pix_gt, geometry = self._augmented(i, cell_gt, pix_gt, geometry, gen)
+            if draws is not None:
+                x, cell_gt, pix_gt, geometry = recolour_and_mirror(
+                    _images(self.frames, i), cell_gt, pix_gt, geometry,
+                    Augmentation(*(d[sl] for d in draws)))
+                with torch.no_grad():  # the frozen encoder sees what the head will be asked
+                    z = self.model.autoencoder.encode(x).float()
             with self._sync(wrapped, k, len(parts)), self._amp():
                 cell, pix = wrapped(self.model.normalize(z), True, geometry)
                 loss = _log_l1(cell.float(), cell_gt) + _log_l1(pix.float(), pix_gt)
                 (loss / len(parts)).backward()
             losses.append(loss.item())
         return float(np.mean(losses))
-
-    @torch.no_grad()
-    def _augmented(self, i: torch.Tensor, cell_gt: torch.Tensor, pix_gt: torch.Tensor,
-                   geometry: torch.Tensor | None, gen: torch.Generator):
-        """Frames ``i`` recoloured and half of them mirrored (see ``depth_augment``), encoded
-        afresh: (raw latents, cell depth, pixel depth, geometry), all mirrored alike. Mirroring
-        the geometry channels gives exactly the floor of the mirrored camera."""
-        s, dev = self.cfg.depth_augment, self.proc.device
-        x = _images(self.frames, i)
-        b = x.shape[0]
-
-        def log_uniform(scale: float, *shape: int) -> torch.Tensor:
-            return torch.exp(scale * s * (2 * torch.rand(b, *shape, device=dev, generator=gen)
-                                          - 1))
-
-        gain = log_uniform(0.5, 1, 1, 1) * log_uniform(0.15, 3, 1, 1)
-        contrast, gamma = log_uniform(0.3, 1, 1, 1), log_uniform(0.3, 1, 1, 1)
-        mean = x.mean(dim=(1, 2, 3), keepdim=True)
-        x = ((x - mean) * contrast + mean).clamp(0, 1).pow(gamma) * gain
-        flip = torch.rand(b, device=dev, generator=gen) < 0.5
-
-        def mirrored(t: torch.Tensor) -> torch.Tensor:
-            f = flip.view(-1, *[1] * (t.ndim - 1))
-            return torch.where(f, t.flip(-1), t)
-
-        z = self.model.autoencoder.encode(mirrored(x.clamp(0, 1))).float()
-        return (z, mirrored(cell_gt), mirrored(pix_gt),
-                None if geometry is None else mirrored(geometry))
 
     def dit_loss(self, gen: torch.Generator, wrapped: nn.Module) -> float:
         """A rollout of ``rollout_steps`` frames per example; see the module docstring."""
@@ -696,6 +677,50 @@ class Trainer:
                   "exp_avg": keys["exp_avg"].to(p.device),
                   "exp_avg_sq": keys["exp_avg_sq"].to(p.device)}
             opt.state[p] = st
+
+
+class Augmentation(NamedTuple):
+    """Per-image draws of the depth head's photometric augmentation (see ``depth_augment``)."""
+
+    gain: torch.Tensor  # [B,3,1,1] brightness times colour balance
+    contrast: torch.Tensor  # [B,1,1,1]
+    gamma: torch.Tensor  # [B,1,1,1]
+    flip: torch.Tensor  # [B] bool: mirror left-right
+
+
+def augment_draws(batch: int, strength: float, device: torch.device,
+                  gen: torch.Generator) -> Augmentation:
+    """Draws for ``batch`` images at ``strength`` in [0, 1]: brightness x e^+-0.5, colour
+    balance x e^+-0.15 per channel, contrast and gamma x e^+-0.3 (each log-uniform, ranges
+    scaled by ``strength``); mirrored with probability 1/2 whatever the strength."""
+
+    def log_uniform(scale: float, *shape: int) -> torch.Tensor:
+        u = torch.rand(batch, *shape, device=device, generator=gen)
+        return torch.exp(scale * strength * (2 * u - 1))
+
+    gain = log_uniform(0.5, 1, 1, 1) * log_uniform(0.15, 3, 1, 1)
+    contrast, gamma = log_uniform(0.3, 1, 1, 1), log_uniform(0.3, 1, 1, 1)
+    flip = torch.rand(batch, device=device, generator=gen) < 0.5
+    return Augmentation(gain, contrast, gamma, flip)
+
+
+def recolour_and_mirror(
+    x: torch.Tensor, cell: torch.Tensor, pix: torch.Tensor, geometry: torch.Tensor | None,
+    draws: Augmentation,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Images ``x`` [B,3,H,W] in [0, 1] recoloured by ``draws``; images, cell depth [B,h,w],
+    pixel depth [B,H,W] and floor geometry [B,G,h,w] mirrored alike where ``draws.flip``.
+    Depth along the optical axis does not change under a mirror, and the mirrored geometry is
+    exactly the floor of the mirrored camera, so every target stays true."""
+    mean = x.mean(dim=(1, 2, 3), keepdim=True)
+    x = (((x - mean) * draws.contrast + mean).clamp(0, 1).pow(draws.gamma)
+         * draws.gain).clamp(0, 1)
+
+    def mirrored(t: torch.Tensor) -> torch.Tensor:
+        return torch.where(draws.flip.view(-1, *[1] * (t.ndim - 1)), t.flip(-1), t)
+
+    return (mirrored(x), mirrored(cell), mirrored(pix),
+            None if geometry is None else mirrored(geometry))
 
 
 def _log_l1(pred_log: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -842,13 +867,13 @@ def _run(args, cfg: TrainConfig, proc: Dist) -> int:
     # A run that trains some parts of an --init model describes those parts only: the notes
     # of the parts it left alone (their data, config, device) stay true and are kept.
     parts = ", ".join(_PART_NAMES[p] for p in cfg.phases)
-    partial = bool(args.init) and set(cfg.phases) != set(PHASES) and "config" in notes
+    partial = set(cfg.phases) != set(PHASES) and "config" in notes  # notes: a trained model
     for key, value in run.items():
         if value:
             notes[key] = f"{notes[key]}; {parts}: {value}" if partial and notes.get(key) \
                 else value
     if partial:
-        step = f"{args.config} ({parts} only, {run['device']})"
+        step = f"{args.config or run['config']} ({parts} only, {run['device']})"
         notes["lineage"] = f"{notes['lineage']} -> {step}" if notes.get("lineage") else step
     key = "seconds_" + "_".join(cfg.phases)
     notes[key] = str(int(notes.get(key, 0)) + round(time.monotonic() - started))
@@ -861,12 +886,14 @@ def _run(args, cfg: TrainConfig, proc: Dist) -> int:
     return 0
 
 
+# Per phase: the part's name in the notes' prose, and the note that counts its steps.
 _PART_NAMES = {"ae": "autoencoder", "depth": "depth head", "dit": "DiT"}
+_STEPS_NOTE = {"ae": "autoencoder_steps", "depth": "depth_head_steps", "dit": "dit_steps"}
 
 
 def _done(notes: dict[str, str]) -> set[str]:
-    keys = {"ae": "autoencoder_steps", "depth": "depth_head_steps", "dit": "dit_steps"}
-    return {k for k, v in keys.items() if v in notes}
+    """Phases whose step count the notes already hold (trained by an earlier run)."""
+    return {k for k, v in _STEPS_NOTE.items() if v in notes}
 
 
 if __name__ == "__main__":
