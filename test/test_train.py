@@ -91,21 +91,24 @@ def test_config_errors_name_the_field(tmp_path):
         TrainConfig.load(None, ["phases=[ae, vae]"])
 
 
-# The depth phase runs with augmentation and a grown column-attention block: its random draws
-# must be the global batch's too, sliced alike on every process.
+# The depth phase runs with augmentation, a grown column-attention block and imagined examples
+# (from a trained DiT): all its random draws must be the global batch's, sliced alike on every
+# process. Per case: the phases of the starting model, and the run's settings.
 PHASE_ARGS = {
-    "dit": ["--set", "phases=[dit]", "--set", "dit_steps=3", "--set", "rollout_steps=2"],
-    "depth": ["--set", "phases=[depth]", "--set", "depth_steps=3", "--set", "depth_augment=1.0",
-              "--set", "depth_column_attention=1"],
+    "dit": ("[ae]", ["--set", "phases=[dit]", "--set", "dit_steps=3",
+                     "--set", "rollout_steps=2"]),
+    "depth": ("[ae, dit]", ["--set", "phases=[depth]", "--set", "depth_steps=3",
+                            "--set", "depth_augment=1.0", "--set", "depth_column_attention=1",
+                            "--set", "depth_imagined=0.5", "--set", "depth_imagined_steps=2"]),
 }
 
 
 @pytest.mark.parametrize("phase", ["dit", "depth"])
 def test_two_processes_compute_the_step_of_one_with_accumulation(data, tmp_path, phase):
     """Same global batch: 2 DDP processes x 1 micro-batch == 1 process x 2 micro-batches."""
-    common = PHASE_ARGS[phase]
+    init_phases, common = PHASE_ARGS[phase]
     init = tmp_path / "init"
-    _train(data, init, "--set", "phases=[ae]")
+    _train(data, init, "--set", f"phases={init_phases}")
     args = ["-m", "mirage_ros.train.world_model", "--config", str(data / "tiny.yaml"),
             "--data", str(data / "ds"), "--device", "cpu", "--init",
             str(init / "model.safetensors"), *common]
@@ -195,9 +198,40 @@ def test_a_full_run_from_init_describes_itself_alone(data, tmp_path):
     assert notes["config"] == "second" and "lineage" not in notes
 
 
-def test_depth_augment_is_validated():
+def test_depth_augment_and_imagined_are_validated():
     with pytest.raises(ValueError, match="depth_augment"):
         TrainConfig.load(None, ["depth_augment=1.5"])
+    with pytest.raises(ValueError, match="depth_imagined"):
+        TrainConfig.load(None, ["depth_imagined=-0.1"])
+    with pytest.raises(ValueError, match="depth_imagined_steps"):
+        TrainConfig.load(None, ["depth_imagined_steps=0"])
+
+
+def test_the_depth_head_trains_on_the_dits_own_frames(data, tmp_path):
+    full = tmp_path / "full" / "model.safetensors"
+    _train(data, tmp_path / "full")  # autoencoder, depth head and DiT
+    only = ["--init", str(full), "--set", "phases=[depth]", "--set", "depth_steps=2"]
+    imagined = [*only, "--set", "depth_imagined=1.0", "--set", "depth_imagined_steps=2"]
+    _train(data, tmp_path / "real", *only)
+    _train(data, tmp_path / "imagined", *imagined)
+
+    def first_loss(run: str) -> float:
+        rows = [json.loads(x) for x in (tmp_path / run / "log.jsonl").read_text().splitlines()]
+        return rows[0]["loss"]
+
+    # The same batch indices, other latents: the examples really are the DiT's frames.
+    assert first_loss("real") != first_loss("imagined")
+    assert torch.isfinite(torch.tensor(first_loss("imagined")))
+    # Resumed mid-phase, the rollouts' draws come from the step generator too.
+    _train(data, tmp_path / "cut", *imagined, "--stop-after", "1")
+    _train(data, tmp_path / "cut", *imagined[2:], "--resume")
+    a, b = (_weights(tmp_path / r / "state.safetensors") for r in ("imagined", "cut"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    # Without a trained DiT there is nothing to imagine with.
+    _train(data, tmp_path / "ae", "--set", "phases=[ae]")
+    with pytest.raises(ValueError, match="trained DiT"):
+        _train(data, tmp_path / "none", "--init", str(tmp_path / "ae" / "model.safetensors"),
+               "--set", "phases=[depth]", "--set", "depth_imagined=0.5")
 
 
 def test_augmentation_recolours_and_mirrors_images_and_targets_alike():

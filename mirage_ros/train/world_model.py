@@ -91,6 +91,14 @@ class TrainConfig:
     # cannot read depth off how bright or tinted a surface is (the procedural scenes tie those
     # to distance in ways other buildings do not).
     depth_augment: float = 0.0
+    # Share of the depth head's examples (0-1) that are the DiT's own imagined frames: a
+    # rollout of depth_imagined_steps frames from a real one, as the node imagines them, ending
+    # at the example's frame, whose true depth is the target. The critics read depth off
+    # imagined frames where the memory has nothing; a head trained on real latents alone misses
+    # it there by about twice as much. Needs a trained DiT (--init); those examples are neither
+    # recoloured nor mirrored.
+    depth_imagined: float = 0.0
+    depth_imagined_steps: int = 4
     # The DiT's trust channel (model.dit): an --init DiT without it is grown (zero weights).
     memory_trust: bool = False
     ae_steps: int = 6000
@@ -148,6 +156,9 @@ class TrainConfig:
             raise ValueError("grad_accum, rollout_steps and rollout_sampler_steps must be >= 1")
         if not 0.0 <= self.depth_augment <= 1.0:
             raise ValueError(f"depth_augment must be in [0, 1], got {self.depth_augment}")
+        if not 0.0 <= self.depth_imagined <= 1.0 or self.depth_imagined_steps < 1:
+            raise ValueError("depth_imagined must be in [0, 1] and depth_imagined_steps >= 1, "
+                             f"got {self.depth_imagined} and {self.depth_imagined_steps}")
         if self.depth_column_attention is not None and self.depth_column_attention < 0:
             raise ValueError("depth_column_attention must be >= 0")
         if not self.lags or min(self.lags) < 0:
@@ -538,23 +549,65 @@ class Trainer:
         # Drawn for the whole global batch, like the indices: every process slices the same draws.
         draws = (augment_draws(cfg.depth_batch, cfg.depth_augment, self.proc.device, gen)
                  if cfg.depth_augment > 0 else None)
+        imagined = self._imagined_draws(gen) if cfg.depth_imagined > 0 else None
         losses = []
         for k, sl in enumerate(parts):
             i = idx[sl]
+            use = None
+            if imagined is not None:  # these examples move to their rollout's last frame
+                use = imagined.use[sl]
+                i = torch.where(use, imagined.frame[sl], i)
             geometry = None if self.geometry is None else self.geometry[i]
             z, cell_gt, pix_gt = self.z_all[i], self.cell_gt[i], self.pix_gt[i]
             if draws is not None:
+                aug = Augmentation(*(d[sl] for d in draws))
+                if use is not None:  # an imagined latent has no image to recolour or mirror
+                    aug = aug._replace(flip=aug.flip & ~use)
                 x, cell_gt, pix_gt, geometry = recolour_and_mirror(
-                    _images(self.frames, i), cell_gt, pix_gt, geometry,
-                    Augmentation(*(d[sl] for d in draws)))
+                    _images(self.frames, i), cell_gt, pix_gt, geometry, aug)
                 with torch.no_grad():  # the frozen encoder sees what the head will be asked
                     z = self.model.autoencoder.encode(x).float()
+            if use is not None and bool(use.any()):
+                z = z.clone()
+                z[use] = self._rollout(imagined, sl, use)
             with self._sync(wrapped, k, len(parts)), self._amp():
                 cell, pix = wrapped(self.model.normalize(z), True, geometry)
                 loss = _log_l1(cell.float(), cell_gt) + _log_l1(pix.float(), pix_gt)
                 (loss / len(parts)).backward()
             losses.append(loss.item())
         return float(np.mean(losses))
+
+    def _imagined_draws(self, gen: torch.Generator) -> Imagination:
+        """Which examples of the global batch are imagined (``depth_imagined``) and their
+        rollouts, drawn for the whole batch so that every process slices the same draws."""
+        cfg, dev, b = self.cfg, self.proc.device, self.cfg.depth_batch
+        n, t = self.latents.shape[:2]
+        k = cfg.depth_imagined_steps
+        if t <= k:
+            raise ValueError(f"episodes of {t} frames are too short for {k}-step rollouts")
+        use = torch.rand(b, device=dev, generator=gen) < cfg.depth_imagined
+        e = torch.randint(n, (b,), device=dev, generator=gen)
+        last = torch.randint(k, t, (b,), device=dev, generator=gen)  # frames last-k .. last
+        noise = torch.randn((k, b, *self.latents.shape[2:]), device=dev, generator=gen)
+        return Imagination(use, e, last, e * t + last, noise)
+
+    @torch.no_grad()
+    def _rollout(self, imagined: Imagination, sl: slice, use: torch.Tensor) -> torch.Tensor:
+        """The DiT's own frames at the end of the rollouts of ``imagined[sl][use]``: raw latents
+        [M,C,h,w]. Like the node: the previous latent is real at the start and the model's own
+        after; each step reads the memory at its pose (lagged as the DiT was trained)."""
+        model, conds, k = self.model, self.conds, self.cfg.depth_imagined_steps
+        e, last = imagined.episode[sl][use], imagined.last[sl][use]
+        prev = self.latents[e, last - k]
+        for s in range(k):
+            j = last - k + 1 + s
+            cond = model.condition(conds.mem_latent[e, j], conds.mem_depth[e, j],
+                                   conds.mem_mask[e, j], prev, conds.rays[e, j],
+                                   conds.mem_offset[e, j])
+            with self._amp():
+                prev = model.sample(cond, imagined.noise[s, sl][use],
+                                    self.cfg.rollout_sampler_steps).float()
+        return prev
 
     def dit_loss(self, gen: torch.Generator, wrapped: nn.Module) -> float:
         """A rollout of ``rollout_steps`` frames per example; see the module docstring."""
@@ -629,6 +682,12 @@ class Trainer:
                     set_latent_stats(model, self.latents)
                     self.state["stats_set"] = True
             if phase == "depth":
+                if cfg.depth_imagined > 0:
+                    if "dit" not in _done(self.state["notes"]):
+                        raise ValueError("depth_imagined needs a trained DiT: start from one "
+                                         "with --init")
+                    self.conds = build_conditions(self.frames, self.latents, cfg.lags,
+                                                  seed=cfg.seed + 2, log=self.log)
                 self.cell_gt = latent_depth_targets(self.frames, model.downsampling).flatten(0, 1)
                 self.pix_gt = self.frames.depth.flatten(0, 1)
                 self.z_all = self.latents.flatten(0, 1)
@@ -677,6 +736,16 @@ class Trainer:
                   "exp_avg": keys["exp_avg"].to(p.device),
                   "exp_avg_sq": keys["exp_avg_sq"].to(p.device)}
             opt.state[p] = st
+
+
+class Imagination(NamedTuple):
+    """Per-example draws of the depth head's imagined examples (see ``depth_imagined``)."""
+
+    use: torch.Tensor  # [B] bool: this example is an imagined frame
+    episode: torch.Tensor  # [B]
+    last: torch.Tensor  # [B] the rollout's last frame, the one whose depth is the target
+    frame: torch.Tensor  # [B] that frame's index in the flattened episodes
+    noise: torch.Tensor  # [steps, B, C, h, w] the sampler's starting noise per step
 
 
 class Augmentation(NamedTuple):
