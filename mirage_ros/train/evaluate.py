@@ -155,6 +155,7 @@ def evaluate_rollouts(model: WorldModel, frames: Frames, latents: torch.Tensor, 
         cams = torch.from_numpy(frames.cam_to_map[e, start:start + horizon + 1])[None]
         imagined = engine.imagine(cams, latents[e, start:start + 1], K, bank,
                                   seed=seed * 100_003 + e)
+        merged = imagined.merged_depth()
         strip = []
         for k in STEPS_REPORTED:
             i = start + k
@@ -175,7 +176,7 @@ def evaluate_rollouts(model: WorldModel, frames: Frames, latents: torch.Tensor, 
             # the memory's where the read filled the cell (Imagined.merged_depth).
             gt = reduce_depth(frames.depth[e, i:i + 1].float(), h, w)
             for name, depth in (("head", imagined.depth[:, k - 1]),
-                                ("merged", imagined.merged_depth()[:, k - 1])):
+                                ("merged", merged[:, k - 1])):
                 _tally_depth(tally, f"imagined_{k}_{name}_", depth.float(), gt)
             read = model.decode(observed.latent) * covered[:, None]
             strip.append(torch.cat([truth, read, imagined_rgb], dim=2))  # stacked vertically

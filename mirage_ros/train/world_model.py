@@ -328,6 +328,12 @@ class Conditions:
     rays: torch.Tensor  # [N,T,6,h,w]; frame 0's rays are unused
     mem_offset: torch.Tensor  # [N,T,h,w] see MemoryView.offset
 
+    def condition(self, model: WorldModel, e: torch.Tensor, i: torch.Tensor,
+                  prev: torch.Tensor) -> torch.Tensor:
+        """The DiT's conditioning for frames ``i`` of episodes ``e`` after ``prev`` (raw)."""
+        return model.condition(self.mem_latent[e, i], self.mem_depth[e, i], self.mem_mask[e, i],
+                               prev, self.rays[e, i], self.mem_offset[e, i])
+
 
 @torch.no_grad()
 def build_conditions(frames: Frames, latents: torch.Tensor, lags=(0, 1, 2, 4, 8),
@@ -600,10 +606,7 @@ class Trainer:
         e, last = imagined.episode[sl][use], imagined.last[sl][use]
         prev = self.latents[e, last - k]
         for s in range(k):
-            j = last - k + 1 + s
-            cond = model.condition(conds.mem_latent[e, j], conds.mem_depth[e, j],
-                                   conds.mem_mask[e, j], prev, conds.rays[e, j],
-                                   conds.mem_offset[e, j])
+            cond = conds.condition(model, e, last - k + 1 + s, prev)
             with self._amp():
                 prev = model.sample(cond, imagined.noise[s, sl][use],
                                     self.cfg.rollout_sampler_steps).float()
@@ -633,9 +636,7 @@ class Trainer:
             prev = lat[ee, ii - 1] + sigma[sl] * std * prev_noise[sl]
             conds_k, x0_k = [], []
             for k in range(k_steps):
-                cond = model.condition(conds.mem_latent[ee, ii + k], conds.mem_depth[ee, ii + k],
-                                       conds.mem_mask[ee, ii + k], prev, conds.rays[ee, ii + k],
-                                       conds.mem_offset[ee, ii + k])
+                cond = conds.condition(model, ee, ii + k, prev)
                 conds_k.append(cond)
                 x0_k.append(model.normalize(lat[ee, ii + k]))
                 if k + 1 < k_steps:  # the model's own frame becomes the next step's context
@@ -686,8 +687,7 @@ class Trainer:
                     if "dit" not in _done(self.state["notes"]):
                         raise ValueError("depth_imagined needs a trained DiT: start from one "
                                          "with --init")
-                    self.conds = build_conditions(self.frames, self.latents, cfg.lags,
-                                                  seed=cfg.seed + 2, log=self.log)
+                    self._build_conditions()
                 self.cell_gt = latent_depth_targets(self.frames, model.downsampling).flatten(0, 1)
                 self.pix_gt = self.frames.depth.flatten(0, 1)
                 self.z_all = self.latents.flatten(0, 1)
@@ -699,12 +699,18 @@ class Trainer:
                                       cfg.depth_lr, 0.01):
                     return False
             else:
-                self.conds = build_conditions(self.frames, self.latents, cfg.lags,
-                                              seed=cfg.seed + 2, log=self.log)
+                self._build_conditions()
                 if not self.run_phase("dit", model.dit, self.dit_loss, cfg.dit_steps,
                                       cfg.dit_lr, 0.0):
                     return False
         return True
+
+    def _build_conditions(self) -> None:
+        """The memory reads of every frame, once per run (the depth phase's imagined examples
+        and the DiT phase read the same ones)."""
+        if not hasattr(self, "conds"):
+            self.conds = build_conditions(self.frames, self.latents, self.cfg.lags,
+                                          seed=self.cfg.seed + 2, log=self.log)
 
     # -------------------------------------------------------------- checkpoints
 
