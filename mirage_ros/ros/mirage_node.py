@@ -133,7 +133,7 @@ DEFAULTS: dict[str, object] = {
     "split_gpus": True,
     "min_paths_per_gpu": 512,
     "sampler_steps": 2,
-    "noise_scale": 1.0,
+    "noise_scale": 0.5,
     "seed": 0,
     "step_length": 0.25,
     "step_angle": 0.35,
