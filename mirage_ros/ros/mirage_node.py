@@ -116,7 +116,8 @@ RESULT_KEPT_S = 10  # seconds a finished goal's result can still be fetched (rcl
 # as the optical frame (x right, y down, z forward) in base_link: x y z qx qy qz qw.
 _SIM_MOUNT = [0.0, 0.0, 0.5, -0.541675, 0.541675, -0.454519, 0.454519]
 
-# Parameter defaults; config/mirage.yaml repeats them (a test keeps the two in step). Critics
+# Parameter defaults; config/mirage.yaml repeats them (a test keeps the two in step). Those the
+# engine also has are read from EngineConfig, so the node and the library cannot drift. Critics
 # add their own, `<name>.weight` and `<name>.<parameter>`, for every critic in `critics`.
 DEFAULTS: dict[str, object] = {
     "map_frame": "map",
@@ -127,17 +128,17 @@ DEFAULTS: dict[str, object] = {
     "quaternion_tolerance": 0.01,
     "model_path": "",
     "device": "auto",
-    "precision": "auto",
-    "imagination": "diffusion",
-    "cuda_graphs": True,
+    "precision": EngineConfig.precision,
+    "imagination": EngineConfig.imagination,
+    "cuda_graphs": EngineConfig.cuda_graphs,
     "split_gpus": True,
-    "min_paths_per_gpu": 512,
-    "sampler_steps": 2,
-    "noise_scale": 0.5,
-    "seed": 0,
-    "step_length": 0.25,
-    "step_angle": 0.35,
-    "robot_radius": 0.25,
+    "min_paths_per_gpu": EngineConfig.min_paths_per_device,
+    "sampler_steps": EngineConfig.sampler_steps,
+    "noise_scale": EngineConfig.noise_scale,
+    "seed": EngineConfig.seed,
+    "step_length": EngineConfig.step_length,
+    "step_angle": EngineConfig.step_angle,
+    "robot_radius": EngineConfig.robot_radius,
     "camera_to_base": _SIM_MOUNT,
     "sync_tolerance": 0.05,
     "depth_timeout": 0.5,
