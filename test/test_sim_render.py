@@ -67,6 +67,43 @@ def test_depth_of_a_tilted_plane_matches_geometry(camera):
     assert expected.max() - expected.min() > 1.0
 
 
+# The same wall, 3 m high, in a model with a skybox: above the wall the camera sees sky.
+SKY_WALL = """<mujoco><asset><texture name="sky" type="skybox" builtin="gradient"
+ rgb1="0.4 0.6 0.8" rgb2="0 0 0" width="64" height="64"/></asset><worldbody>
+<geom type="box" size="0.05 30 1.5" pos="4.05 0 1.5" rgba="0.6 0.5 0.4 1"/>
+</worldbody></mujoco>"""
+
+
+@pytest.mark.parametrize("camera", [
+    PinholeCamera.from_hfov(math.radians(90.0), 128, 128),
+    PinholeCamera(fx=40.0, fy=40.0, cx=20.0, cy=70.0, width=160, height=96),  # wide, off-centre
+])
+@pytest.mark.parametrize("pitch", [-0.6, -0.2, 0.2])
+def test_sky_of_a_skybox_reads_as_nothing_hit(camera, pitch):
+    """MuJoCo draws a skybox as a shell that writes depth tens of metres out; that is no
+    surface. Sky pixels must read 0 (like a model without a skybox), the wall must not move,
+    and the sky must look like sky in the colour image (the skybox is still drawn)."""
+    pose = _camera_pose(yaw=0.2, pitch=pitch, roll=0.0, position=[0.5, -0.4, 1.0])
+    expected = _plane_depth(camera.K, pose, camera.height, camera.width)
+    # Where the ray meets the wall plane between its foot (0 m) and top (3 m), the wall is seen;
+    # pixels within a centimetre of an edge count as neither.
+    u, v = np.meshgrid(np.arange(camera.width) + 0.5, np.arange(camera.height) + 0.5)
+    rays = unproject(camera.K, np.stack([u, v], -1).reshape(-1, 2), np.ones(u.size))
+    height_at_wall = 1.0 + expected.ravel() * (rays @ pose[:3, :3].T)[:, 2]
+    hit = expected.ravel() > 0
+    wall = (hit & (height_at_wall > 0.01) & (height_at_wall < 2.99)).reshape(expected.shape)
+    sky = (~hit | (height_at_wall > 3.01) | (height_at_wall < -0.01)).reshape(expected.shape)
+    assert wall.any() and sky.any()
+    with Renderer(load_scene(SKY_WALL), camera) as renderer:
+        assert renderer.sky_depth is not None
+        rgb, depth = renderer.render(pose)
+    np.testing.assert_allclose(depth[wall], expected[wall], atol=2e-3)
+    assert (depth[sky] == 0).all()
+    assert rgb[sky].mean() > 5  # drawn, not the black clear colour
+    with Renderer(load_scene(WALL), camera) as renderer:
+        assert renderer.sky_depth is None  # no skybox: no depth limit
+
+
 def test_depth_conversion_uses_near_and_far():
     scene = load_scene(WALL)
     camera = PinholeCamera.from_hfov(math.radians(60.0), 32, 32)

@@ -16,6 +16,13 @@ Conventions handled here, once:
 * Depth. MuJoCo 3.3+ renders with a reversed, zero-at-far depth buffer; a buffer value ``d``
   maps to ``z = n f / (n + d (f - n))`` for the near/far planes ``n, f`` in metres.
 * Rows. OpenGL reads images bottom-up; both images are flipped to the usual top-down order.
+* Sky. A model with a skybox texture (common in user MJCF files) has MuJoCo draw a textured
+  shell around the camera just inside the far plane (about ``0.7 far`` out along the axes), and
+  it writes depth like any surface, which would read as a wall tens of metres away. Depth beyond
+  ``sky_depth`` (the nearest the shell can come inside this camera's view, less 5 %) is set to
+  0 in such models: sky is "nothing hit", as it is without a skybox. A real surface farther than
+  that (about 0.38 ``far`` for a 90-degree camera) is dropped too; raise ``far`` for scenes that
+  large.
 
 The OpenGL backend is MuJoCo's: ``mirage_ros.sim`` sets ``MUJOCO_GL=egl`` unless it is set.
 """
@@ -104,6 +111,12 @@ class Renderer:
         self._planes = planes / np.linalg.norm(planes, axis=1, keepdims=True)
         self._rgb = np.empty((camera.height, camera.width, 3), dtype=np.uint8)
         self._depth = np.empty((camera.height, camera.width), dtype=np.float32)
+        # The skybox shell's half-size is 0.7 far (MuJoCo keeps it just below far / sqrt(2) so
+        # that no corner is clipped); along a ray at angle a off the optical axis it is at least
+        # 0.7 far cos(a) deep, and a is largest at an image corner.
+        corner = max(np.hypot(u, v) for u in (u0, u1) for v in (v0, v1))
+        has_sky = bool((model.tex_type == mujoco.mjtTexture.mjTEXTURE_SKYBOX).any())
+        self.sky_depth = 0.95 * 0.7 * self.far / np.hypot(1.0, corner) if has_sky else None
         n, w, h = self.near, camera.width, camera.height
         self._frustum = (
             n * (0.5 * w - camera.cx) / camera.fx,  # centre
@@ -136,7 +149,10 @@ class Renderer:
         mujoco.mjr_render(self._rect, self._scene, self._context)
         mujoco.mjr_readPixels(self._rgb, self._depth, self._rect, self._context)
         rgb = np.flipud(self._rgb).copy()
-        return rgb, self.buffer_to_depth(np.flipud(self._depth))
+        depth = self.buffer_to_depth(np.flipud(self._depth))
+        if self.sky_depth is not None:
+            depth[depth >= self.sky_depth] = 0.0
+        return rgb, depth
 
     def _hide_outside(self, cam_to_map: NDArray) -> None:
         """Move geoms whose bounding sphere lies outside the view frustum to a hidden group (for
