@@ -8,9 +8,12 @@ import json
 import numpy as np
 import pytest
 
+from mirage_ros.geometry import CameraRig
 from mirage_ros.sim.procedural import NEW_STYLES, STYLES, generate_scene
+from mirage_ros.sim.render import Renderer
 from mirage_ros.sim.scene import procedural_scene
 from mirage_ros.sim.tour import tour
+from mirage_ros.sim.truth import render_path
 from mirage_ros.train.episodes import EpisodeReader
 from mirage_ros.train.generate import GenerateConfig, camera_of_seed
 from mirage_ros.train.generate import main as generate_main
@@ -107,3 +110,64 @@ def test_generator_cli_styles_and_camera_ranges(tmp_path):
     assert len(heights) == 2
     with pytest.raises(SystemExit):
         generate_main(["--out", str(out), "--style", "castle"])
+
+
+def test_open_roofs_leave_closed_scenes_as_they_were():
+    """``open_roof`` takes the ceiling off a share of the scenes; a scene that stays closed is
+    the old one byte for byte (the roof draws from its own stream), and an open one differs
+    only by what the roof takes away and the sky adds: same plan, same styles."""
+    closed = [generate_scene(s) for s in range(40)]
+    mixed = [generate_scene(s, open_roof=0.5) for s in range(40)]
+    opened = [s for s in mixed if s.open_roof]
+    assert 10 <= len(opened) <= 30
+    for a, b in zip(closed, mixed, strict=True):
+        assert not a.open_roof
+        assert a.plan == b.plan and a.styles == b.styles
+        assert (a.mjcf == b.mjcf) == (not b.open_roof)
+    assert all(generate_scene(s.seed, open_roof=1.0).mjcf == s.mjcf for s in opened)
+    for scene in opened[:6]:
+        # No ceiling slab (one per region, above the walls) and no lamp fixture (one per
+        # lamp): exactly those geoms are gone.
+        top = scene.plan.wall_height
+        shut, compiled = procedural_scene(scene.seed), procedural_scene(scene.seed, open_roof=1.0)
+        assert compiled.open_roof and not shut.open_roof
+        assert (shut.model.geom_pos[:, 2] > top).sum() == len(scene.plan.regions)
+        assert not (compiled.model.geom_pos[:, 2] > top).any()
+        gone = len(scene.plan.regions) + shut.model.nlight
+        assert compiled.model.ngeom == shut.model.ngeom - gone
+    texts = "".join(s.mjcf for s in opened)
+    assert 'type="skybox"' in texts and 'directional="true"' in texts
+    with pytest.raises(ValueError, match="open_roof"):
+        generate_scene(1, open_roof=1.5)
+
+
+def test_an_open_roof_shows_sky_with_no_depth():
+    """Seen from inside, an open scene has sky above the walls; its depth is 0 (nothing hit),
+    whether the sky is a skybox or MuJoCo's black background."""
+    seeds = {"skybox": None, "black": None}
+    for seed in range(60):
+        scene = generate_scene(seed, open_roof=1.0)
+        key = "skybox" if 'type="skybox"' in scene.mjcf else "black"
+        if seeds[key] is None:
+            seeds[key] = seed
+    for seed in seeds.values():
+        scene = procedural_scene(seed, open_roof=1.0)
+        trajectory = tour(scene, 30, dt=0.5, seed=seed)
+        rig = CameraRig.create(64, 64, 90.0, 0.5, -20.0)  # looking up a little
+        with Renderer(scene, rig.camera) as renderer:
+            frames = render_path(renderer, rig, trajectory.base_to_map())
+        sky = frames.depth == 0
+        assert sky[:, :8].mean() > 0.2  # the top rows see the sky in a good share of frames
+        assert not sky[:, -8:].any()  # the floor is always hit
+        assert frames.depth.max() < 30.0
+
+
+def test_generator_cli_records_open_roofs(tmp_path):
+    out = tmp_path / "data"
+    assert generate_main(["--out", str(out), "--scenes", "4", "--frames-per-episode", "2",
+                          "--width", "24", "--height", "24", "--open-roof", "0.5"]) == 0
+    reader = EpisodeReader(out)
+    flags = {ref.meta["scene_seed"]: ref.meta["open_roof"] for ref in reader.refs}
+    assert flags == {s: generate_scene(s, open_roof=0.5).open_roof for s in range(4)}
+    with pytest.raises(SystemExit):
+        generate_main(["--out", str(out), "--open-roof", "2"])

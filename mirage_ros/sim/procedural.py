@@ -4,7 +4,8 @@
 choice and every number is written with fixed decimals, so a seed always gives the same MJCF
 text, byte for byte. What varies between seeds: the plan (2-4 rooms in a grid, an L, or along a
 corridor), wall and floor materials per room, furniture style and arrangement per room, windows,
-pictures, light colour, brightness and count.
+pictures, light colour, brightness and count. On request (``open_roof``) some scenes have no
+ceiling: open to a black or gradient sky, sometimes lit by a sun, as many user MJCF files are.
 
 Rendering cost is kept low on purpose (a 128x128 RGB-D frame in about 1.5-2 ms on a CPU with
 Mesa llvmpipe): a 512 shadow map, no multisampling, and at most two shadow-casting lights.
@@ -58,6 +59,12 @@ _MAX_GEOMS = 600
 # much room around it (radius 0.25 m, the tours' 0.12 m margin, some slack), on this raster.
 _PASS_CLEARANCE = 0.42
 _PASS_RES = 0.05
+# Open-roof scenes draw from their own stream (seeded by the scene seed and this tag), so that a
+# scene that stays closed is the same, byte for byte, whatever ``open_roof`` is.
+_ROOF_STREAM = 0x526F6F66
+# Sky colours above an open roof (zenith, horizon): clear day, overcast, dusk.
+_SKIES = (((0.30, 0.50, 0.85), (0.75, 0.85, 0.95)), ((0.55, 0.57, 0.60), (0.80, 0.80, 0.82)),
+          ((0.15, 0.18, 0.35), (0.85, 0.55, 0.35)))
 
 # Box orientations whose local z is the wall normal, so that 2D textures land on the big faces:
 # a wall along x has local axes x -> +x, y -> +z, z -> -y; along y: x -> +y, y -> +z, z -> +x.
@@ -76,6 +83,7 @@ class ProceduralScene:
     mjcf: str
     plan: FloorPlan
     styles: tuple[str, ...]  # per region
+    open_roof: bool = False  # no ceiling (see generate_scene)
 
 
 def _wall_box(axis: int, coord: float, offset: float, span: tuple[float, float],
@@ -89,8 +97,9 @@ def _wall_box(axis: int, coord: float, offset: float, span: tuple[float, float],
 
 
 class _Builder:
-    def __init__(self, seed: int) -> None:
+    def __init__(self, seed: int, open_roof: bool = False) -> None:
         self.rng = np.random.default_rng(seed)
+        self.open_roof = open_roof
         self.book = MaterialBook()
         self.parts: list[Part] = []
         self.lights: list[dict[str, str]] = []
@@ -108,9 +117,10 @@ class _Builder:
             floor = book.floor(rng)
             self.parts.append(Part("box", (cx, cy, -0.05), (0.5 * rect.width, 0.5 * rect.depth,
                                                             0.05), floor))
-            ceiling = book.ceiling(rng)
-            self.parts.append(Part("box", (cx, cy, plan.wall_height + 0.05),
-                                   (0.5 * rect.width, 0.5 * rect.depth, 0.05), ceiling))
+            ceiling = book.ceiling(rng)  # drawn even when open: the stream stays the same
+            if not self.open_roof:
+                self.parts.append(Part("box", (cx, cy, plan.wall_height + 0.05),
+                                       (0.5 * rect.width, 0.5 * rect.depth, 0.05), ceiling))
             wall_mats.append(book.wall(rng))
         pieces = plan.wall_pieces()
         for piece in pieces:
@@ -225,7 +235,9 @@ class _Builder:
                     "exponent": fmt([rng.uniform(0.5, 3.0)], 2),
                     "castshadow": "true" if cast else "false",
                 })
-                if rng.random() < 0.5:
+                if self.open_roof:  # a lamp with nothing to hang from: light only
+                    rng.random()
+                elif rng.random() < 0.5:
                     self.parts.append(Part("box", (x, y, plan.wall_height - 0.01),
                                            (0.3, 0.3, 0.01), fixtures))
                 else:
@@ -620,6 +632,27 @@ class _Passability:
         self.parts = self._count(self.free)
 
 
+def _open_sky(roof: np.random.Generator, asset: ET.Element, world: ET.Element) -> None:
+    """What an open roof shows and lets in: half the time a gradient skybox (its depth is no
+    surface; see sim.render), else MuJoCo's black background; a sun now and then."""
+    if roof.random() < 0.5:
+        zenith, horizon = _SKIES[int(roof.integers(len(_SKIES)))]
+        shade = roof.uniform(0.8, 1.1)
+        ET.SubElement(asset, "texture", {
+            "name": "sky", "type": "skybox", "builtin": "gradient", "width": "64",
+            "height": "64", "rgb1": fmt(np.clip(np.array(zenith) * shade, 0, 1)),
+            "rgb2": fmt(np.clip(np.array(horizon) * shade, 0, 1))})
+    if roof.random() < 0.6:
+        yaw, elevation = roof.uniform(0.0, 2 * math.pi), roof.uniform(0.6, 1.3)
+        direction = (-math.cos(yaw) * math.cos(elevation), -math.sin(yaw) * math.cos(elevation),
+                     -math.sin(elevation))
+        level = roof.uniform(0.3, 0.7)
+        ET.SubElement(world, "light", {
+            "directional": "true", "pos": "0 0 10", "dir": fmt(direction, 4),
+            "diffuse": fmt([level, level * 0.97, level * 0.9]), "specular": fmt([0.1] * 3),
+            "castshadow": "false"})
+
+
 def _pick(rng: np.random.Generator, weights: dict[str, float]) -> str:
     names = list(weights)
     p = np.array([weights[n] for n in names], dtype=float)
@@ -669,18 +702,26 @@ def _overlap(a: Rect, b: Rect, gap: float) -> bool:
     return (a.x0 < b.x1 + gap and b.x0 < a.x1 + gap and a.y0 < b.y1 + gap and b.y0 < a.y1 + gap)
 
 
-def generate_scene(seed: int, style: str | None = None) -> ProceduralScene:
+def generate_scene(seed: int, style: str | None = None, open_roof: float = 0.0
+                   ) -> ProceduralScene:
     """The scene of ``seed`` (any integer >= 0) as MJCF text plus its floor plan.
 
     ``style`` (one of :data:`STYLES`) gives every region of the scene that style, so that data
-    and evaluations can be split by kind of scene; by default each region draws its own. The
-    MJCF text is a pure function of ``(seed, style)``.
+    and evaluations can be split by kind of scene; by default each region draws its own.
+    ``open_roof`` is the chance (0-1) that the scene has no ceiling: the sky above is black or a
+    gradient skybox, and a sun may shine in. Whether a seed is open depends on the seed alone
+    (for one ``open_roof``), and a closed scene is the same whatever ``open_roof`` is. The MJCF
+    text is a pure function of ``(seed, style, open_roof)``.
     """
     if seed < 0:
         raise ValueError(f"scene seeds are non-negative integers, got {seed}")
     if style is not None and style not in STYLES:
         raise ValueError(f"unknown scene style {style!r}; known: {', '.join(STYLES)}")
-    builder = _Builder(seed)
+    if not 0.0 <= open_roof <= 1.0:
+        raise ValueError(f"open_roof is a probability in [0, 1], got {open_roof}")
+    roof = np.random.default_rng([_ROOF_STREAM, seed])
+    is_open = bool(roof.random() < open_roof)
+    builder = _Builder(seed, is_open)
     rng = builder.rng
     if style is None:
         p_hall = _P_OPEN_HALL
@@ -710,6 +751,8 @@ def generate_scene(seed: int, style: str | None = None) -> ProceduralScene:
     asset = ET.SubElement(root, "asset")
     builder.book.write(asset)
     world = ET.SubElement(root, "worldbody")
+    if is_open:
+        _open_sky(roof, asset, world)
     for light in builder.lights:
         ET.SubElement(world, "light", light)
     # Geoms of one material next to each other: renderers switch material state less often.
@@ -718,4 +761,4 @@ def generate_scene(seed: int, style: str | None = None) -> ProceduralScene:
         write_part(world, part)
     ET.indent(root, space=" ")
     return ProceduralScene(seed, ET.tostring(root, encoding="unicode") + "\n", plan,
-                           tuple(styles))
+                           tuple(styles), is_open)

@@ -39,6 +39,7 @@ class Scene:
     bounds: Rect
     seed: int | None = None
     styles: tuple[str, ...] = ()  # per region, procedural scenes only
+    open_roof: bool = False  # procedural scenes only: no ceiling
     _obstacles: dict[tuple[float, float], Obstacles] = field(default_factory=dict, repr=False)
     _grids: dict[tuple, ClearanceGrid] = field(default_factory=dict, repr=False)
 
@@ -71,10 +72,10 @@ def _compile(spec: mujoco.MjSpec) -> tuple[mujoco.MjModel, mujoco.MjData, int]:
     return model, data, camera_id
 
 
-def procedural_scene(seed: int, style: str | None = None) -> Scene:
-    """The generated scene of ``seed``, every region furnished in ``style`` if given (see
-    :mod:`mirage_ros.sim.procedural`)."""
-    generated = generate_scene(seed, style)
+def procedural_scene(seed: int, style: str | None = None, open_roof: float = 0.0) -> Scene:
+    """The generated scene of ``seed``, every region furnished in ``style`` if given, open to
+    the sky with chance ``open_roof`` (see :mod:`mirage_ros.sim.procedural`)."""
+    generated = generate_scene(seed, style, open_roof)
     model, data, camera_id = _compile(mujoco.MjSpec.from_string(generated.mjcf))
     return Scene(
         name=f"procedural-{seed}" if style is None else f"procedural-{seed}-{style}",
@@ -86,6 +87,7 @@ def procedural_scene(seed: int, style: str | None = None) -> Scene:
         bounds=generated.plan.bounds,
         seed=seed,
         styles=generated.styles,
+        open_roof=generated.open_roof,
     )
 
 
@@ -114,7 +116,8 @@ def load_scene(source: str | os.PathLike[str]) -> Scene:
     return scene
 
 
-def scene_from_config(seed: int, mjcf_path: str = "", style: str | None = None) -> Scene:
+def scene_from_config(seed: int, mjcf_path: str = "", style: str | None = None,
+                      open_roof: float = 0.0) -> Scene:
     """What the CLIs and the sim node accept: a user MJCF path if given, else the seed (and a
-    forced procedural style)."""
-    return load_scene(mjcf_path) if mjcf_path else procedural_scene(seed, style)
+    forced procedural style, and the chance of an open roof)."""
+    return load_scene(mjcf_path) if mjcf_path else procedural_scene(seed, style, open_roof)

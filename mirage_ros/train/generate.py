@@ -15,7 +15,8 @@ frames per second of the whole generation (tours, rendering, compression, writin
 give each scene seed its own camera height and pitch, drawn from the seed alone, so a robot's
 camera is not always where the fixed ``--camera-height`` / ``--camera-pitch-deg`` put it. The
 values drawn and the scene's styles are in each episode's metadata. A range that starts with a
-minus sign needs the ``=`` form: ``--camera-pitch-range=-5,20``.
+minus sign needs the ``=`` form: ``--camera-pitch-range=-5,20``. ``--open-roof P`` leaves the
+ceiling off a share P of the procedural scenes (open to the sky, as many user scenes are).
 
 It lives in ``train``, not ``sim``, because it writes the training data format
 (:mod:`mirage_ros.train.episodes`): ``train`` may drive the simulator, the simulator never
@@ -68,6 +69,8 @@ class GenerateConfig:
     camera_height_range: tuple[float, float] | None = None
     camera_pitch_range: tuple[float, float] | None = None
     style: str | None = None
+    # Chance (0-1) that a procedural scene has no ceiling (sim.procedural.generate_scene).
+    open_roof: float = 0.0
     robot_radius: float = 0.25
     split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
     shadows: bool = False
@@ -110,7 +113,7 @@ def generate_scene_shard(config: GenerateConfig, seed: int) -> ShardResult:
     frames = config.episodes_per_scene * config.frames_per_episode
     if config.resume and path.exists():
         return ShardResult(seed, frames, 0.0, skipped=True)
-    scene = scene_from_config(seed, config.mjcf, config.style or None)
+    scene = scene_from_config(seed, config.mjcf, config.style or None, config.open_roof)
     styles = scene.styles
     camera_height, camera_pitch = camera_of_seed(config, seed)
     rig = CameraRig.create(config.width, config.height, config.hfov_deg, camera_height,
@@ -137,6 +140,7 @@ def generate_scene_shard(config: GenerateConfig, seed: int) -> ShardResult:
                  "split": split, "source": "mirage_ros.sim", "frame_dt": config.frame_dt,
                  "camera_height": camera_height, "camera_pitch_deg": camera_pitch,
                  "scene_styles": list(styles), "style": config.style,
+                 "open_roof": scene.open_roof,
                  "robot_radius": config.robot_radius, "max_speed": limits.max_speed,
                  "max_yaw_rate": limits.max_yaw_rate}))
     write_shard(path, episodes)
@@ -228,6 +232,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                              "--camera-pitch-deg")
     parser.add_argument("--style", choices=STYLES, default=None,
                         help="give every region of every scene this style (default: mixed)")
+    parser.add_argument("--open-roof", type=float, default=0.0, metavar="P",
+                        help="chance that a procedural scene has no ceiling (default 0)")
     parser.add_argument("--robot-radius", type=float, default=0.25)
     parser.add_argument("--split-fractions", type=_fractions, default=(0.8, 0.1, 0.1),
                         help="train,validation,test fractions of scene seeds")
@@ -240,6 +246,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.scenes < 1 or args.episodes_per_scene < 1 or args.frames_per_episode < 1:
         parser.error("--scenes, --episodes-per-scene and --frames-per-episode must be >= 1")
+    if not 0.0 <= args.open_roof <= 1.0:
+        parser.error(f"--open-roof is a probability in [0, 1], got {args.open_roof}")
     config = GenerateConfig(**vars(args))
     timing = generate(config)
     print(f"generated {int(timing['frames'])} frames in {timing['seconds']:.1f} s: "
