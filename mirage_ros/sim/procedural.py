@@ -236,7 +236,7 @@ class _Builder:
                     "castshadow": "true" if cast else "false",
                 })
                 if self.open_roof:  # a lamp with nothing to hang from: light only
-                    rng.random()
+                    rng.random()  # the fixture's draw, kept so the stream stays the same
                 elif rng.random() < 0.5:
                     self.parts.append(Part("box", (x, y, plan.wall_height - 0.01),
                                            (0.3, 0.3, 0.01), fixtures))

@@ -78,7 +78,9 @@ def procedural_scene(seed: int, style: str | None = None, open_roof: float = 0.0
     generated = generate_scene(seed, style, open_roof)
     model, data, camera_id = _compile(mujoco.MjSpec.from_string(generated.mjcf))
     return Scene(
-        name=f"procedural-{seed}" if style is None else f"procedural-{seed}-{style}",
+        # The name tells apart every distinct scene: a seed, its forced style, an open roof.
+        name=f"procedural-{seed}" + (f"-{style}" if style else "")
+        + ("-open" if generated.open_roof else ""),
         mjcf=generated.mjcf,
         model=model,
         data=data,

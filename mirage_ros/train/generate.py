@@ -16,7 +16,8 @@ give each scene seed its own camera height and pitch, drawn from the seed alone,
 camera is not always where the fixed ``--camera-height`` / ``--camera-pitch-deg`` put it. The
 values drawn and the scene's styles are in each episode's metadata. A range that starts with a
 minus sign needs the ``=`` form: ``--camera-pitch-range=-5,20``. ``--open-roof P`` leaves the
-ceiling off a share P of the procedural scenes (open to the sky, as many user scenes are).
+ceiling off each procedural scene with probability P (open to the sky, as many user scenes
+are).
 
 It lives in ``train``, not ``sim``, because it writes the training data format
 (:mod:`mirage_ros.train.episodes`): ``train`` may drive the simulator, the simulator never
